@@ -1,0 +1,1 @@
+//! The step loop: scheduler, sampler, stop handling, metrics.

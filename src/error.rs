@@ -1,0 +1,1 @@
+//! Job-level errors and their exit codes.

@@ -1,0 +1,1 @@
+//! KV cache bookkeeping: block pool and memory budget (plain data).

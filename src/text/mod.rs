@@ -1,0 +1,1 @@
+//! Tokenizers, chat templates, detokenization and stop strings.
