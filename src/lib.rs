@@ -6,10 +6,12 @@
 //! identity (`id`, `input_file`, `input_row`) travels with every row.
 
 pub mod backend;
+pub mod bench;
 pub mod engine;
 pub mod error;
 pub mod io;
 pub mod job;
 pub mod kv;
 pub mod model;
+pub mod progress;
 pub mod text;

@@ -1,1 +1,124 @@
-fn main() {}
+//! The `specbatch` command line: run, validate, inspect, bench.
+//!
+//! Exit codes: 0 when a job finished (row-level errors included); 2 for a bad
+//! spec, model or input schema (not worth retrying); 1 for anything else
+//! (worth retrying).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use specbatch::backend::cpu::dense::CpuDenseExecutor;
+use specbatch::bench::run_point;
+use specbatch::error::JobError;
+use specbatch::model::inspect::describe;
+use specbatch::model::load::load_model;
+use specbatch::pipeline::{self, RunOptions};
+
+#[derive(Parser)]
+#[command(name = "specbatch", version, about = "Offline batch LLM inference: YAML job spec, Parquet in, Parquet out")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a job (resumes a previous attempt at the same output).
+    Run {
+        /// The YAML job spec.
+        job: String,
+        /// Write output here instead of the spec's `output.path`.
+        #[arg(long)]
+        output: Option<String>,
+    },
+    /// Check a job's spec, its inputs' schema and its model without running.
+    Validate { job: String },
+    /// Describe a model: architecture, parameters, tensor formats, tokenizer, chat template.
+    Inspect { model: String },
+    /// Measure generation throughput (the llama-batched-bench workload).
+    Bench {
+        /// GGUF file or HF-style directory.
+        #[arg(long)]
+        model: String,
+        /// Concurrent sequences, comma-separated.
+        #[arg(long, default_value = "1,8,32", value_delimiter = ',')]
+        concurrency: Vec<usize>,
+        #[arg(long, default_value_t = 128)]
+        prompt_tokens: usize,
+        #[arg(long, default_value_t = 64)]
+        gen_tokens: usize,
+        /// Compute threads (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { job, output } => pipeline::run_job(&job, &RunOptions { output })
+            .map(|summary| println!("{summary}")),
+        Command::Validate { job } => {
+            pipeline::validate_job(&job).map(|report| println!("{report}"))
+        }
+        Command::Inspect { model } => load_model(&model)
+            .map(|m| print!("{}", describe(&m)))
+            .map_err(JobError::from),
+        Command::Bench {
+            model,
+            concurrency,
+            prompt_tokens,
+            gen_tokens,
+            threads,
+        } => return bench(&model, &concurrency, prompt_tokens, gen_tokens, threads),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn bench(
+    model: &str,
+    concurrency: &[usize],
+    prompt_tokens: usize,
+    gen_tokens: usize,
+    threads: usize,
+) -> ExitCode {
+    let run = || -> anyhow::Result<()> {
+        anyhow::ensure!(gen_tokens >= 2, "--gen-tokens must be at least 2");
+        pipeline::init_threads(threads);
+        let m = load_model(model)?;
+        let max_conc = concurrency.iter().copied().max().unwrap_or(1);
+        let block = 16;
+        let per_row = (prompt_tokens + gen_tokens).div_ceil(block) * block;
+        let per_token = specbatch::backend::cpu::kv_arena::KvArena::bytes_per_token(
+            m.weights.config.n_layers,
+            m.weights.config.kv_dim(),
+        );
+        let kv_bytes = (max_conc * per_row * per_token) as u64;
+        let mut exec = CpuDenseExecutor::new(m.weights, kv_bytes, block);
+        println!("model,concurrency,prompt_tokens,gen_tokens,prefill_tok_per_s,gen_tok_per_s");
+        for &n in concurrency {
+            let p = run_point(&mut exec, n, prompt_tokens, gen_tokens, 512, block)
+                .with_context(|| format!("bench at concurrency {n}"))?;
+            println!(
+                "{},{},{},{},{:.2},{:.2}",
+                m.name, n, p.prompt_tokens, p.gen_tokens, p.prefill_tok_per_s, p.gen_tok_per_s
+            );
+        }
+        Ok(())
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

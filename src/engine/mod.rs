@@ -1,1 +1,9 @@
-//! The step loop: scheduler, sampler, stop handling, metrics.
+//! The step loop. Each step: the [`scheduler`] plans which sequences feed
+//! which tokens (plain data), a backend executes the batch, the [`sampler`]
+//! turns logits into tokens, and the scheduler's bookkeeping is updated. The
+//! scheduler never calls the backend; the [`runner`] owns both.
+
+pub mod rng;
+pub mod runner;
+pub mod sampler;
+pub mod scheduler;

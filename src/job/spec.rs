@@ -45,6 +45,19 @@ pub struct InputSpec {
     /// Columns copied unchanged to the output.
     #[serde(default)]
     pub pass_through: Vec<String>,
+    /// How plain-text prompts are sent: `chat` wraps each as one user
+    /// message in the model's chat template; `raw` feeds the text as is.
+    #[serde(default)]
+    pub prompt_format: PromptFormat,
+}
+
+/// How a plain-text prompt becomes model input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptFormat {
+    #[default]
+    Chat,
+    Raw,
 }
 
 fn default_id_column() -> String {

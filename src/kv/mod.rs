@@ -1,1 +1,12 @@
-//! KV cache bookkeeping: block pool and memory budget (plain data).
+//! KV cache bookkeeping, as plain data: which physical blocks each sequence
+//! owns and how much of the memory budget is promised. No device types; the
+//! backend stores the blocks' contents, indexed by the ids handed out here.
+
+pub mod block_pool;
+
+pub use block_pool::{BlockPool, SeqBlocks};
+
+/// Blocks needed to hold `tokens` tokens.
+pub fn blocks_for(tokens: usize, block_size: usize) -> usize {
+    tokens.div_ceil(block_size)
+}

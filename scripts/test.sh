@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Everything the test suite needs, then the tests: DuckDB (to read our output back
+# with a real reader), the real models the parity and end-to-end tests run, and
+# `cargo test --release` (the kernels are too slow unoptimised for real models).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install --quiet --disable-pip-version-check duckdb==2.0.1
+scripts/fetch_models.sh smollm2 qwen-0.5b
+cargo test --release "$@"

@@ -1,0 +1,63 @@
+//! The contract between the step loop and a compute backend.
+//!
+//! The engine hands a backend one [`ForwardBatch`] per step: plain data (token
+//! ids, positions, KV block tables) with no device types. The backend owns
+//! the KV storage, indexed by the block ids the engine's `kv` bookkeeping
+//! allocates; it never allocates blocks itself.
+//!
+//! Invariant the engine relies on (batch invariance): the logits for a
+//! sequence depend only on that sequence's tokens and KV, never on which
+//! other sequences share the batch or how tokens are chunked.
+
+/// One sequence's share of a step: feed `tokens` at positions
+/// `start_pos..start_pos + tokens.len()`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeqChunk {
+    pub tokens: Vec<u32>,
+    pub start_pos: usize,
+    /// Physical KV block ids covering positions `0..start_pos + tokens.len()`.
+    pub block_table: Vec<u32>,
+    /// Return logits for the last `logits_for` tokens of this chunk (0 = none,
+    /// as for a prefill chunk that does not reach the prompt's end).
+    pub logits_for: usize,
+}
+
+/// All work for one forward step.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ForwardBatch {
+    pub seqs: Vec<SeqChunk>,
+}
+
+impl ForwardBatch {
+    pub fn total_tokens(&self) -> usize {
+        self.seqs.iter().map(|s| s.tokens.len()).sum()
+    }
+}
+
+/// Static facts about the model a backend runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelShape {
+    pub vocab_size: usize,
+    pub context_length: usize,
+    /// Bytes of KV storage one token occupies across all layers.
+    pub kv_bytes_per_token: usize,
+}
+
+/// Why a backend step failed. Backends report; they never panic on input.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("invalid batch: {0}")]
+    InvalidBatch(String),
+}
+
+/// A device that runs the model forward over a batch.
+pub trait Executor {
+    fn shape(&self) -> &ModelShape;
+
+    /// Number of KV blocks of `block_size` tokens the backend stores.
+    fn kv_blocks(&self) -> usize;
+
+    /// Runs one step. Returns, per sequence in order, `logits_for` rows of
+    /// `vocab_size` logits each (row-major).
+    fn forward(&mut self, batch: &ForwardBatch) -> Result<Vec<Vec<f32>>, BackendError>;
+}

@@ -1,0 +1,97 @@
+//! The engine's tokenizer: a `tokenizers` pipeline plus the special ids the
+//! step loop needs (end-of-sequence set, optional BOS).
+//!
+//! Encoding parses special-token text (`<|im_start|>`) into single ids, which
+//! chat templates rely on.
+
+use std::path::Path;
+
+use tokenizers::Tokenizer;
+
+/// Why a tokenizer could not be built or used.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    #[error("unsupported tokenizer: {0}")]
+    Unsupported(String),
+    #[error("invalid tokenizer: {0}")]
+    Invalid(String),
+    #[error("cannot load tokenizer {path}: {message}")]
+    Load { path: String, message: String },
+    #[error("tokenization failed: {0}")]
+    Encode(String),
+}
+
+/// A tokenizer with the model's special ids.
+#[derive(Clone)]
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    /// Ids that end generation (EOS and, for chat models, end-of-turn).
+    pub eos_ids: Vec<u32>,
+    /// BOS id prepended to every prompt when `add_bos` is set.
+    pub bos_id: Option<u32>,
+    pub add_bos: bool,
+}
+
+impl std::fmt::Debug for TextTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextTokenizer")
+            .field("vocab_size", &self.vocab_size())
+            .field("eos_ids", &self.eos_ids)
+            .field("bos_id", &self.bos_id)
+            .field("add_bos", &self.add_bos)
+            .finish()
+    }
+}
+
+impl TextTokenizer {
+    pub fn new(inner: Tokenizer, eos_ids: Vec<u32>, bos_id: Option<u32>, add_bos: bool) -> Self {
+        TextTokenizer {
+            inner,
+            eos_ids,
+            bos_id,
+            add_bos,
+        }
+    }
+
+    /// Loads an HF `tokenizer.json`.
+    pub fn load_json(path: &Path) -> Result<Tokenizer, TokenizerError> {
+        Tokenizer::from_file(path).map_err(|e| TokenizerError::Load {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Encodes text (special-token text becomes special ids), adding BOS when
+    /// the model asks for it.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
+        let enc = self
+            .inner
+            .encode_fast(text, false)
+            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        let mut ids = Vec::with_capacity(enc.len() + 1);
+        if self.add_bos {
+            ids.extend(self.bos_id);
+        }
+        ids.extend_from_slice(enc.get_ids());
+        Ok(ids)
+    }
+
+    /// Decodes ids to text, dropping control tokens.
+    pub fn decode(&self, ids: &[u32]) -> Result<String, TokenizerError> {
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| TokenizerError::Encode(e.to_string()))
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    pub fn is_eos(&self, id: u32) -> bool {
+        self.eos_ids.contains(&id)
+    }
+}

@@ -1,0 +1,158 @@
+//! A row's logits must not depend on what shares its step: alone, or inside a
+//! mixed batch of 16 (prefill chunks and decode rows together, different
+//! chunking, different physical KV blocks), they are bitwise equal.
+
+mod common;
+
+use specbatch::backend::cpu::dense::CpuDenseExecutor;
+use specbatch::backend::executor::{Executor, ForwardBatch, SeqChunk};
+use specbatch::engine::sampler::argmax;
+use specbatch::model::load::load_model;
+
+const BLOCK: usize = 16;
+
+fn prompt(tok: &specbatch::text::TextTokenizer, i: usize) -> Vec<u32> {
+    let text = format!(
+        "<|im_start|>user\nQuestion {i}: explain, in {} short sentences, why the sky looks {}.<|im_end|>\n<|im_start|>assistant\n",
+        i + 2,
+        ["blue", "red at sunset", "grey", "dark at night"][i % 4]
+    );
+    tok.encode(&text).unwrap()
+}
+
+fn table(first_block: u32, tokens: usize) -> Vec<u32> {
+    (0..tokens.div_ceil(BLOCK) as u32).map(|b| first_block + b).collect()
+}
+
+#[test]
+fn logits_are_bitwise_equal_alone_and_in_a_mixed_batch_of_16() {
+    let m = load_model(&common::model_path(common::SMOLLM2)).unwrap();
+    let tok = m.tokenizer.clone();
+    let mut exec = CpuDenseExecutor::new(m.weights, 400 * BLOCK as u64 * 23_040, BLOCK);
+    let vocab = exec.shape().vocab_size;
+    let decode_steps = 3;
+
+    // Row 0 alone: the whole prompt in one chunk, then decode.
+    let p0 = prompt(&tok, 0);
+    let cap = p0.len() + decode_steps + 1;
+    let t0 = table(0, cap);
+    let mut alone = Vec::new();
+    let out = exec
+        .forward(&ForwardBatch {
+            seqs: vec![SeqChunk {
+                tokens: p0.clone(),
+                start_pos: 0,
+                block_table: t0.clone(),
+                logits_for: 1,
+            }],
+        })
+        .unwrap();
+    alone.push(out[0].clone());
+    let mut seq0 = p0.clone();
+    for _ in 0..decode_steps {
+        let next = argmax(alone.last().unwrap());
+        seq0.push(next);
+        let out = exec
+            .forward(&ForwardBatch {
+                seqs: vec![SeqChunk {
+                    tokens: vec![next],
+                    start_pos: seq0.len() - 1,
+                    block_table: t0.clone(),
+                    logits_for: 1,
+                }],
+            })
+            .unwrap();
+        alone.push(out[0].clone());
+    }
+
+    // Row 0 again among 15 others, at other physical blocks, prefilled in
+    // two chunks while the others prefill and decode around it.
+    let others: Vec<Vec<u32>> = (1..16).map(|i| prompt(&tok, i)).collect();
+    let base0 = 200;
+    let t0b = table(base0, cap);
+    let other_tables: Vec<Vec<u32>> = others
+        .iter()
+        .enumerate()
+        .map(|(i, p)| table(20 + 11 * i as u32, p.len() + decode_steps + 2))
+        .collect();
+    // Step A: others prefill fully (logits on), row 0 prefills its first 7 tokens.
+    let mut seqs: Vec<SeqChunk> = others
+        .iter()
+        .zip(&other_tables)
+        .map(|(p, t)| SeqChunk {
+            tokens: p.clone(),
+            start_pos: 0,
+            block_table: t.clone(),
+            logits_for: 1,
+        })
+        .collect();
+    seqs.insert(
+        5,
+        SeqChunk {
+            tokens: p0[..7].to_vec(),
+            start_pos: 0,
+            block_table: t0b.clone(),
+            logits_for: 0,
+        },
+    );
+    let out = exec.forward(&ForwardBatch { seqs }).unwrap();
+    let mut other_next: Vec<u32> = out
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 5)
+        .map(|(_, l)| argmax(l))
+        .collect();
+    let mut other_len: Vec<usize> = others.iter().map(Vec::len).collect();
+    // Step B..: row 0 finishes prefill then decodes; others decode each step.
+    let mut batched = Vec::new();
+    let mut seq0b = p0[..7].to_vec();
+    for step in 0..=decode_steps {
+        let row0 = if step == 0 {
+            let rest = p0[7..].to_vec();
+            seq0b.extend(&rest);
+            SeqChunk {
+                tokens: rest,
+                start_pos: 7,
+                block_table: t0b.clone(),
+                logits_for: 1,
+            }
+        } else {
+            let next = argmax(batched.last().unwrap());
+            seq0b.push(next);
+            SeqChunk {
+                tokens: vec![next],
+                start_pos: seq0b.len() - 1,
+                block_table: t0b.clone(),
+                logits_for: 1,
+            }
+        };
+        let mut seqs: Vec<SeqChunk> = (0..others.len())
+            .map(|i| SeqChunk {
+                tokens: vec![other_next[i]],
+                start_pos: other_len[i],
+                block_table: other_tables[i].clone(),
+                logits_for: 1,
+            })
+            .collect();
+        seqs.insert(step % 16, row0);
+        let pos0 = step % 16;
+        let out = exec.forward(&ForwardBatch { seqs }).unwrap();
+        batched.push(out[pos0].clone());
+        let mut j = 0;
+        for (i, l) in out.iter().enumerate() {
+            if i == pos0 {
+                continue;
+            }
+            other_next[j] = argmax(l);
+            other_len[j] += 1;
+            j += 1;
+        }
+    }
+
+    assert_eq!(seq0, seq0b, "same greedy tokens");
+    for (step, (a, b)) in alone.iter().zip(&batched).enumerate() {
+        assert_eq!(a.len(), vocab);
+        let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "step {step}: logits differ between alone and batched");
+    }
+}

@@ -1,0 +1,50 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// Directory holding the real models (`scripts/fetch_models.sh` fills it).
+pub fn model_dir() -> PathBuf {
+    std::env::var_os("SPECBATCH_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"))
+}
+
+/// Path of a fetched model file; panics with the fix when it is missing.
+pub fn model_path(file: &str) -> String {
+    let p = model_dir().join(file);
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/fetch_models.sh smollm2 qwen-0.5b (or set SPECBATCH_MODEL_DIR)",
+        p.display()
+    );
+    p.to_string_lossy().into_owned()
+}
+
+pub const SMOLLM2: &str = "smollm2-135m-instruct-q4_1.gguf";
+pub const QWEN05: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+
+/// Runs a DuckDB SQL query through the `duckdb` Python package (installed by
+/// scripts/test.sh) and returns the rows as JSON values.
+pub fn duckdb_query(sql: &str) -> Vec<Vec<serde_json::Value>> {
+    let script = r#"
+import duckdb, json, sys
+rows = duckdb.sql(sys.argv[1]).fetchall()
+print(json.dumps([[v if isinstance(v, (int, float, str, bool)) or v is None else str(v) for v in r] for r in rows]))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, sql])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "duckdb query failed (is `pip install duckdb==2.0.1` done? scripts/test.sh does it):\n{sql}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json rows")
+}
+
+/// The crate root (jobs/, datasets/ and models/ are relative to it).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}

@@ -1,0 +1,67 @@
+//! End to end: the quickstart job on the real default model, read back with
+//! real DuckDB.
+
+mod common;
+
+use std::process::Command;
+
+#[test]
+fn quickstart_job_runs_and_duckdb_reads_the_output() {
+    common::model_path(common::SMOLLM2);
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("quickstart");
+    let status = Command::new(env!("CARGO_BIN_EXE_specbatch"))
+        .current_dir(common::root())
+        .args(["run", "jobs/quickstart.yaml", "--output"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "the job finishes (row errors included)");
+    assert!(out.join("_SUCCESS").exists());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+
+    let input = common::root().join("datasets/quickstart.parquet");
+    let data = format!("'{}/data/**/*.parquet'", out.display());
+    let n_input = common::duckdb_query(&format!(
+        "select count(*) from read_parquet('{}')",
+        input.display()
+    ))[0][0]
+        .as_i64()
+        .unwrap();
+    let rows = common::duckdb_query(&format!(
+        "select count(*), count(distinct input_row), \
+         count(*) filter (where status = 'ok'), count(*) filter (where status = 'error'), \
+         count(*) filter (where status = 'ok' and length(trim(output_text)) > 0), \
+         count(*) filter (where status = 'error' and error_kind is not null and error_message is not null) \
+         from read_parquet({data})"
+    ));
+    let r: Vec<i64> = rows[0].iter().map(|v| v.as_i64().unwrap()).collect();
+    assert_eq!(r[0], n_input, "every input row appears once");
+    assert_eq!(r[1], n_input, "no input row appears twice");
+    assert!(r[2] >= n_input * 2 / 3, "most rows answer: {r:?}");
+    assert!(r[3] >= 5, "the deliberately bad rows are error rows: {r:?}");
+    assert_eq!(r[4], r[2], "every ok row has non-empty text");
+    assert_eq!(r[5], r[3], "every error row has a kind and a message");
+    assert_eq!(manifest["counts"]["total"].as_i64(), Some(n_input));
+    assert_eq!(manifest["counts"]["ok"].as_i64(), Some(r[2]));
+    assert_eq!(manifest["counts"]["error"].as_i64(), Some(r[3]));
+
+    // Every row keeps its identity and pass-through columns: join back to the input.
+    let joined = common::duckdb_query(&format!(
+        "select count(*) from read_parquet({data}) o join read_parquet('{}') i \
+         on o.id = i.id and o.topic = i.topic and o.source = i.source",
+        input.display()
+    ))[0][0]
+        .as_i64()
+        .unwrap();
+    assert!(joined >= n_input - 1, "rows join back to the input on id + pass-through");
+
+    // A factual question gets the right answer from the real model.
+    let paris = common::duckdb_query(&format!(
+        "select count(*) from read_parquet({data}) where status = 'ok' and output_text ilike '%paris%'"
+    ))[0][0]
+        .as_i64()
+        .unwrap();
+    assert!(paris >= 1, "the capital-of-France row answers Paris");
+}
