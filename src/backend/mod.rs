@@ -1,1 +1,3 @@
 //! Compute backends. The CPU backend is the reference.
+
+pub mod cpu;
