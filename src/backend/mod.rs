@@ -1,3 +1,5 @@
-//! Compute backends. The CPU backend is the reference.
+//! Compute backends behind the [`executor::Executor`] trait. The CPU backend
+//! is the reference.
+
 pub mod cpu;
 pub mod executor;
