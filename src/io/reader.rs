@@ -341,7 +341,7 @@ mod tests {
     use arrow_schema::DataType;
 
     fn collect(stream: InputStream) -> Vec<InputRow> {
-        stream.map(|b| b.expect("batch")).flatten().collect()
+        stream.flat_map(|b| b.expect("batch")).collect()
     }
 
     fn kinds(rows: &[InputRow]) -> Vec<Option<RowErrorKind>> {

@@ -134,3 +134,61 @@ pub(crate) fn error_result(
         pass_through: vec![Arc::new(Int32Array::from(vec![topic]))],
     }
 }
+
+/// Every `(input_file, input_row)` in the parquet files under `dir`, sorted.
+pub(crate) fn keys_in_parts(dir: &Path) -> Vec<(String, u64)> {
+    use arrow_array::cast::AsArray;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("ls") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "parquet") {
+            let file = std::fs::File::open(&path).expect("open");
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .expect("builder")
+                .build()
+                .expect("reader");
+            for batch in reader {
+                let batch = batch.expect("batch");
+                let files = batch
+                    .column_by_name("input_file")
+                    .expect("input_file")
+                    .as_string::<i32>()
+                    .clone();
+                let rows = batch
+                    .column_by_name("input_row")
+                    .expect("input_row")
+                    .as_primitive::<arrow_array::types::UInt64Type>()
+                    .clone();
+                for i in 0..batch.num_rows() {
+                    out.push((files.value(i).to_string(), rows.value(i)));
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Names of all files under `dir`, recursively, relative to it.
+pub(crate) fn all_files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("ls") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(
+                    path.strip_prefix(dir)
+                        .expect("prefix")
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+    }
+    out.sort();
+    out
+}
