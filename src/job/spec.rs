@@ -11,6 +11,9 @@ pub struct JobSpec {
     /// Path to a GGUF file or an HF-style safetensors directory.
     #[serde(default = "default_model")]
     pub model: String,
+    /// Expected sha256 of the model file; the job refuses a different file.
+    #[serde(default)]
+    pub model_sha256: Option<String>,
     #[serde(default)]
     pub generation: GenerationSpec,
     #[serde(default)]
