@@ -31,7 +31,10 @@ unsafe fn load_w(qtype: QType, row: &[u8], k: usize, mask: __mmask16) -> __m512 
     // SAFETY: forwarded from the caller; masked lanes are not read.
     unsafe {
         match qtype {
-            QType::F16 => _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, row.as_ptr().add(2 * k) as *const i16)),
+            QType::F16 => _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
+                mask,
+                row.as_ptr().add(2 * k) as *const i16,
+            )),
             QType::BF16 => {
                 let h = _mm256_maskz_loadu_epi16(mask, row.as_ptr().add(2 * k) as *const i16);
                 _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
@@ -55,11 +58,17 @@ fn dot(qtype: QType, row: &[u8], x: &[f32]) -> f32 {
             // SAFETY: `mask` selects elements k..min(k + 16, len), inside both
             // `x` and (length asserted) `row`.
             unsafe {
-                let prod = _mm512_mul_ps(load_w(qtype, row, k, mask), _mm512_maskz_loadu_ps(mask, x.as_ptr().add(k)));
+                let prod = _mm512_mul_ps(
+                    load_w(qtype, row, k, mask),
+                    _mm512_maskz_loadu_ps(mask, x.as_ptr().add(k)),
+                );
                 *a = _mm512_mask_add_ps(*a, mask, *a, prod);
             }
         }
     }
     // Lanes l and l + 32, then l and l + 16, then the 16-lane fold.
-    fold16(_mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3])))
+    fold16(_mm512_add_ps(
+        _mm512_add_ps(acc[0], acc[2]),
+        _mm512_add_ps(acc[1], acc[3]),
+    ))
 }

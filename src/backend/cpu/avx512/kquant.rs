@@ -16,7 +16,13 @@ use crate::model::quant::{Q8Row, f16_at, q4_k};
 use crate::model::tensor::Tensor;
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) fn rows_q4_k(w: &Tensor, acts: &Acts<'_>, rows: Range<usize>, dst: &mut Cols<'_>, s: &mut Scratch) {
+pub(super) fn rows_q4_k(
+    w: &Tensor,
+    acts: &Acts<'_>,
+    rows: Range<usize>,
+    dst: &mut Cols<'_>,
+    s: &mut Scratch,
+) {
     let nb = w.cols / 256;
     s.ints.resize(16 * nb, 0);
     s.f0.resize(nb, 0.0);
@@ -48,7 +54,26 @@ fn dot_q4_k(row: &[u8], scm: &[i32], d: &[f32], dmin: &[f32], a: &Q8Row<'_>) -> 
     assert!(d.len() >= nb && dmin.len() >= nb && a.d.len() == nb);
     let nib = _mm512_set1_epi8(0x0F);
     // Lane l of a dot over values 64j..64j+64 belongs to sub-block 2j + l/8.
-    let sub = |j: i32| _mm512_setr_epi32(j, j, j, j, j, j, j, j, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1);
+    let sub = |j: i32| {
+        _mm512_setr_epi32(
+            j,
+            j,
+            j,
+            j,
+            j,
+            j,
+            j,
+            j,
+            j + 1,
+            j + 1,
+            j + 1,
+            j + 1,
+            j + 1,
+            j + 1,
+            j + 1,
+            j + 1,
+        )
+    };
     let (sub0, sub1, sub2, sub3) = (sub(0), sub(2), sub(4), sub(6));
     // Lane l of the per-16 sums belongs to sub-block l/2, whose min is entry 8 + l/2.
     let min_of = _mm512_setr_epi32(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
@@ -74,8 +99,14 @@ fn dot_q4_k(row: &[u8], scm: &[i32], d: &[f32], dmin: &[f32], a: &Q8Row<'_>) -> 
                 let x1 = _mm512_loadu_si512(x.add(128 * c + 64) as *const _);
                 let p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w0, x0);
                 let p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w1, x1);
-                acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(p0, _mm512_permutexvar_epi32(s_lo, sm)));
-                acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(p1, _mm512_permutexvar_epi32(s_hi, sm)));
+                acc = _mm512_add_epi32(
+                    acc,
+                    _mm512_mullo_epi32(p0, _mm512_permutexvar_epi32(s_lo, sm)),
+                );
+                acc = _mm512_add_epi32(
+                    acc,
+                    _mm512_mullo_epi32(p1, _mm512_permutexvar_epi32(s_hi, sm)),
+                );
             }
             let sums = _mm512_loadu_si512(a.sums.as_ptr().add(16 * b) as *const _);
             let mins = _mm512_mullo_epi32(sums, _mm512_permutexvar_epi32(min_of, sm));
@@ -106,7 +137,24 @@ fn dot_q6_k(row: &[u8], a: &Q8Row<'_>) -> f32 {
     let two = _mm512_set1_epi8(0x03);
     // Lane l of a dot over values 64j..64j+64 belongs to group 4j + l/4.
     let grp = |j: i32| {
-        _mm512_setr_epi32(j, j, j, j, j + 1, j + 1, j + 1, j + 1, j + 2, j + 2, j + 2, j + 2, j + 3, j + 3, j + 3, j + 3)
+        _mm512_setr_epi32(
+            j,
+            j,
+            j,
+            j,
+            j + 1,
+            j + 1,
+            j + 1,
+            j + 1,
+            j + 2,
+            j + 2,
+            j + 2,
+            j + 2,
+            j + 3,
+            j + 3,
+            j + 3,
+            j + 3,
+        )
     };
     let groups = [grp(0), grp(4), grp(8), grp(12)];
     let mut lanes = [0.0f32; BLOCK_LANES];
@@ -124,17 +172,25 @@ fn dot_q6_k(row: &[u8], a: &Q8Row<'_>) -> f32 {
                 // [qh, qh >> 2]: bits 0..2 of byte l then give the high bits
                 // of values 128h+l (first half) and 128h+32+l (second half);
                 // bits 4..6 those of 128h+64+l and 128h+96+l.
-                let qh2 = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qh), _mm256_srli_epi16::<2>(qh));
+                let qh2 =
+                    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qh), _mm256_srli_epi16::<2>(qh));
                 let h_lo = _mm512_slli_epi16::<4>(_mm512_and_si512(qh2, two));
-                let h_hi = _mm512_slli_epi16::<4>(_mm512_and_si512(_mm512_srli_epi16::<4>(qh2), two));
+                let h_hi =
+                    _mm512_slli_epi16::<4>(_mm512_and_si512(_mm512_srli_epi16::<4>(qh2), two));
                 let w0 = _mm512_or_si512(_mm512_and_si512(ql, nib), h_lo);
                 let w1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(ql), nib), h_hi);
                 let x0 = _mm512_loadu_si512(x.add(128 * h) as *const _);
                 let x1 = _mm512_loadu_si512(x.add(128 * h + 64) as *const _);
                 let p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w0, x0);
                 let p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w1, x1);
-                acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(p0, _mm512_permutexvar_epi32(groups[2 * h], sc)));
-                acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(p1, _mm512_permutexvar_epi32(groups[2 * h + 1], sc)));
+                acc = _mm512_add_epi32(
+                    acc,
+                    _mm512_mullo_epi32(p0, _mm512_permutexvar_epi32(groups[2 * h], sc)),
+                );
+                acc = _mm512_add_epi32(
+                    acc,
+                    _mm512_mullo_epi32(p1, _mm512_permutexvar_epi32(groups[2 * h + 1], sc)),
+                );
             }
             // Quants are stored as q + 32: take 32 * sum(sc * group sum) back.
             let sums = _mm512_loadu_si512(a.sums.as_ptr().add(16 * b) as *const _);
