@@ -312,6 +312,23 @@ mod tests {
     }
 
     #[test]
+    fn magic_rounding_is_half_to_even() {
+        let cases = [
+            (2.5, 2.0),
+            (3.5, 4.0),
+            (-2.5, -2.0),
+            (-3.5, -4.0),
+            (0.49999997, 0.0),
+            (126.5, 126.0),
+            (-127.4, -127.0),
+        ];
+        for (v, want) in cases {
+            assert_eq!(round_half_even(v), want, "{v}");
+            assert_eq!(round_half_even(v), v.round_ties_even(), "{v}");
+        }
+    }
+
+    #[test]
     fn group_layout_is_a_permutation() {
         for nb in [1usize, 2, 15, 16, 17, 18, 33, 48] {
             let mut seen = vec![false; nb * 32];

@@ -1,9 +1,11 @@
 //! Q8_0, Q4_1 and Q5_0 (32-value blocks). Each weight row is unpacked once
 //! into the activation group layout (`quant::activation::group_pos`):
 //! unsigned quants, 4 values of each of up to 16 blocks per register (a
-//! 16 × 8 transpose of 32-bit words done with permutes), plus f32 scales. Dotting it with an activation row then takes 8 VNNI
-//! instructions per 16 blocks and leaves block `b`'s integer dot in lane
-//! `b % 16`, where its float contribution is added, as in the reference.
+//! 16 × 8 transpose of 32-bit words done with permutes), plus f32 scales.
+//! Dotting it with an activation row then takes 8 VNNI instructions per 16
+//! blocks and leaves block `b`'s integer dot in lane `b % 16`, where its
+//! float contribution is added, as in the reference. Up to four activation
+//! rows share each weight register load.
 //!
 //! Signed weights are stored with an offset (Q8_0: `q + 128`, Q5_0: `q`
 //! for `q - 16`) and the offset is taken back with the activation block sum.
@@ -36,10 +38,26 @@ pub(super) fn rows(
             QType::Q5_0 => unpack_q5_0(row, &mut s.bytes, &mut s.f0, &tr),
             _ => unpack_q4_1(row, &mut s.bytes, &mut s.f0, &mut s.f1, &tr),
         };
-        let min = (w.qtype == QType::Q4_1).then_some(&s.f1[..]);
-        for i in 0..dst.m() {
-            let v = dot(&s.bytes, &s.f0, min, &q8_row(acts, i), nb, offset);
-            dst.put(i, n, v);
+        let wr = WeightRow {
+            u: &s.bytes,
+            d: &s.f0,
+            min: (w.qtype == QType::Q4_1).then_some(&s.f1[..]),
+            nb,
+            offset,
+        };
+        let m = dst.m();
+        let mut i = 0;
+        while i < m {
+            if m - i >= 4 {
+                let a: [Q8Row<'_>; 4] = std::array::from_fn(|r| q8_row(acts, i + r));
+                for (r, v) in dot(&wr, &a).into_iter().enumerate() {
+                    dst.put(i + r, n, v);
+                }
+                i += 4;
+            } else {
+                dst.put(i, n, dot(&wr, &[q8_row(acts, i)])[0]);
+                i += 1;
+            }
         }
     }
 }
@@ -232,45 +250,61 @@ fn unpack_q5_0(row: &[u8], u: &mut [u8], d: &mut [f32], tr: &Transposer) -> i32 
     16
 }
 
-/// Dot of an unpacked weight row (`u`, scales `dw`, Q4_1 mins `mw`) with a
-/// quantized activation row; `offset` is the weights' unsigned offset.
+/// An unpacked weight row: quants in the group layout, scales, Q4_1 mins,
+/// and the unsigned offset of the quants.
+struct WeightRow<'a> {
+    u: &'a [u8],
+    d: &'a [f32],
+    min: Option<&'a [f32]>,
+    nb: usize,
+    offset: i32,
+}
+
+/// Dots of an unpacked weight row with `R` quantized activation rows; each
+/// result is computed exactly as if alone.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-fn dot(u: &[u8], dw: &[f32], mw: Option<&[f32]>, a: &Q8Row<'_>, nb: usize, offset: i32) -> f32 {
-    assert!(u.len() >= nb * 32 && a.q.len() == nb * 32 && dw.len() >= nb && a.d.len() == nb);
-    assert!(a.sums.len() == nb && mw.is_none_or(|m| m.len() >= nb && a.s.len() == nb));
-    let mut acc = _mm512_setzero_ps();
-    let off = _mm512_set1_epi32(offset);
+fn dot<const R: usize>(w: &WeightRow<'_>, a: &[Q8Row<'_>; R]) -> [f32; R] {
+    let nb = w.nb;
+    assert!(w.u.len() >= nb * 32 && w.d.len() >= nb && w.min.is_none_or(|m| m.len() >= nb));
+    for r in a {
+        assert!(r.q.len() == nb * 32 && r.d.len() == nb && r.sums.len() == nb);
+        assert!(w.min.is_none() || r.s.len() == nb);
+    }
+    let mut acc = [_mm512_setzero_ps(); R];
+    let off = _mm512_set1_epi32(w.offset);
     for g0 in (0..nb).step_by(16) {
         let n = (nb - g0).min(16);
         let k = lane_mask(n);
-        // SAFETY: group g0 occupies bytes 32*g0 .. 32*(g0+n) of both rows and
-        // entries g0..g0+n of the per-block arrays (lengths asserted above);
-        // masked loads touch only those.
+        // SAFETY: group g0 occupies bytes 32*g0 .. 32*(g0+n) of the weight
+        // and activation rows and entries g0..g0+n of the per-block arrays
+        // (lengths asserted above); masked loads touch only those.
         unsafe {
-            let wp = u.as_ptr().add(32 * g0);
-            let xp = a.q.as_ptr().add(32 * g0);
-            let mut isum = _mm512_setzero_si512();
-            for t in 0..8 {
-                let wv = _mm512_maskz_loadu_epi32(k, wp.add(t * 4 * n) as *const i32);
-                let xv = _mm512_maskz_loadu_epi32(k, xp.add(t * 4 * n) as *const i32);
-                isum = _mm512_dpbusd_epi32(isum, wv, xv);
+            let wp = w.u.as_ptr().add(32 * g0);
+            let wv: [__m512i; 8] = std::array::from_fn(|t| {
+                _mm512_maskz_loadu_epi32(k, wp.add(t * 4 * n) as *const i32)
+            });
+            let dw = _mm512_maskz_loadu_ps(k, w.d.as_ptr().add(g0));
+            let mw = w.min.map(|m| _mm512_maskz_loadu_ps(k, m.as_ptr().add(g0)));
+            for (r, acc) in a.iter().zip(acc.iter_mut()) {
+                let xp = r.q.as_ptr().add(32 * g0);
+                let mut isum = _mm512_setzero_si512();
+                for (t, wt) in wv.iter().enumerate() {
+                    let xv = _mm512_maskz_loadu_epi32(k, xp.add(t * 4 * n) as *const i32);
+                    isum = _mm512_dpbusd_epi32(isum, *wt, xv);
+                }
+                let sums = _mm512_maskz_loadu_epi32(k, r.sums.as_ptr().add(g0));
+                isum = _mm512_sub_epi32(isum, _mm512_mullo_epi32(sums, off));
+                let scale = _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(k, r.d.as_ptr().add(g0)));
+                let mut v = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), scale);
+                if let Some(mw) = mw {
+                    v = _mm512_add_ps(
+                        v,
+                        _mm512_mul_ps(mw, _mm512_maskz_loadu_ps(k, r.s.as_ptr().add(g0))),
+                    );
+                }
+                *acc = _mm512_mask_add_ps(*acc, k, *acc, v);
             }
-            let sums = _mm512_maskz_loadu_epi32(k, a.sums.as_ptr().add(g0));
-            isum = _mm512_sub_epi32(isum, _mm512_mullo_epi32(sums, off));
-            let scale = _mm512_mul_ps(
-                _mm512_maskz_loadu_ps(k, dw.as_ptr().add(g0)),
-                _mm512_maskz_loadu_ps(k, a.d.as_ptr().add(g0)),
-            );
-            let mut v = _mm512_mul_ps(_mm512_cvtepi32_ps(isum), scale);
-            if let Some(mw) = mw {
-                let min = _mm512_mul_ps(
-                    _mm512_maskz_loadu_ps(k, mw.as_ptr().add(g0)),
-                    _mm512_maskz_loadu_ps(k, a.s.as_ptr().add(g0)),
-                );
-                v = _mm512_add_ps(v, min);
-            }
-            acc = _mm512_mask_add_ps(acc, k, acc, v);
         }
     }
-    fold16(acc)
+    acc.map(|v| fold16(v))
 }
