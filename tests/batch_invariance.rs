@@ -21,7 +21,9 @@ fn prompt(tok: &specbatch::text::TextTokenizer, i: usize) -> Vec<u32> {
 }
 
 fn table(first_block: u32, tokens: usize) -> Vec<u32> {
-    (0..tokens.div_ceil(BLOCK) as u32).map(|b| first_block + b).collect()
+    (0..tokens.div_ceil(BLOCK) as u32)
+        .map(|b| first_block + b)
+        .collect()
 }
 
 #[test]

@@ -101,7 +101,11 @@ impl JobSpec {
     }
 }
 
-/// serde-saphyr appends source snippets after the first line; keep the message.
+/// serde-saphyr appends its own location and source snippets to the message;
+/// keep the message (the location is reported once, by [`SpecError`]).
 fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or(s).trim().to_string()
+    let line = s.lines().next().unwrap_or(s).trim();
+    line.rfind(" at line ")
+        .map_or(line, |i| &line[..i])
+        .to_string()
 }

@@ -130,7 +130,10 @@ impl Locations {
 }
 
 fn walk(node: &Spanned<Node>, path: String, out: &mut HashMap<String, (u64, u64)>) {
-    out.insert(path.clone(), (node.referenced.line(), node.referenced.column()));
+    out.insert(
+        path.clone(),
+        (node.referenced.line(), node.referenced.column()),
+    );
     match &node.value {
         Node::Map(entries) => {
             for (k, v) in entries {

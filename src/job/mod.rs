@@ -7,3 +7,6 @@ pub mod spec;
 mod validate;
 
 pub use load::SpecError;
+
+#[cfg(test)]
+mod tests;

@@ -232,7 +232,11 @@ pub mod byte_size {
             "MB" => 1_000_000,
             "GB" => 1_000_000_000,
             "TB" => 1_000_000_000_000,
-            u => return Err(format!("unknown byte-size unit `{u}` in `{text}` (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)")),
+            u => {
+                return Err(format!(
+                    "unknown byte-size unit `{u}` in `{text}` (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
+                ));
+            }
         };
         n.checked_mul(mult)
             .ok_or_else(|| format!("byte size `{text}` overflows"))

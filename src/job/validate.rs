@@ -32,7 +32,10 @@ fn fail(field: &str, message: impl Into<String>) -> Check {
 pub fn validate(s: &JobSpec) -> Check {
     let i = &s.inputs;
     if i.paths.is_empty() {
-        return fail("inputs.paths", "must list at least one Parquet file or glob");
+        return fail(
+            "inputs.paths",
+            "must list at least one Parquet file or glob",
+        );
     }
     for (n, p) in i.paths.iter().enumerate() {
         if p.trim().is_empty() {
@@ -73,14 +76,23 @@ pub fn validate(s: &JobSpec) -> Check {
         return fail("generation.max_new_tokens", "must be at least 1");
     }
     if !(g.temperature >= 0.0 && g.temperature.is_finite()) {
-        return fail("generation.temperature", format!("must be >= 0 (0 = greedy), got {}", g.temperature));
+        return fail(
+            "generation.temperature",
+            format!("must be >= 0 (0 = greedy), got {}", g.temperature),
+        );
     }
     if !(g.top_p > 0.0 && g.top_p <= 1.0) {
-        return fail("generation.top_p", format!("must be in (0, 1], got {}", g.top_p));
+        return fail(
+            "generation.top_p",
+            format!("must be in (0, 1], got {}", g.top_p),
+        );
     }
     for (n, st) in g.stop.iter().enumerate() {
         if st.is_empty() {
-            return fail(&format!("generation.stop[{n}]"), "stop strings must not be empty");
+            return fail(
+                &format!("generation.stop[{n}]"),
+                "stop strings must not be empty",
+            );
         }
     }
     let e = &s.engine;

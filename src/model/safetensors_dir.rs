@@ -78,14 +78,22 @@ impl SafetensorsDir {
         }
         let config = read_json(&dir.join("config.json"))?;
         let tc = dir.join("tokenizer_config.json");
-        let tokenizer_config = if tc.is_file() { Some(read_json(&tc)?) } else { None };
+        let tokenizer_config = if tc.is_file() {
+            Some(read_json(&tc)?)
+        } else {
+            None
+        };
         let index = dir.join("model.safetensors.index.json");
         let mut files: Vec<PathBuf> = if index.is_file() {
             let idx = read_json(&index)?;
             let mut names: Vec<String> = idx
                 .get("weight_map")
                 .and_then(|m| m.as_object())
-                .map(|m| m.values().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .map(|m| {
+                    m.values()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default();
             names.sort();
             names.dedup();
@@ -260,7 +268,11 @@ mod tests {
     fn missing_config_or_tokenizer_is_named() {
         for missing in ["config.json", "tokenizer.json"] {
             let d = tempfile::tempdir().unwrap();
-            write_dir(d.path(), vec![("w", Dtype::F32, vec![1], vec![0; 4])], &[missing]);
+            write_dir(
+                d.path(),
+                vec![("w", Dtype::F32, vec![1], vec![0; 4])],
+                &[missing],
+            );
             let e = SafetensorsDir::open(d.path()).err().unwrap().to_string();
             assert!(e.contains(missing), "{e}");
         }

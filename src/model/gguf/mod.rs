@@ -34,14 +34,18 @@ pub enum GgufError {
     UnsupportedVersion { path: PathBuf, version: u32 },
     #[error("{path}: truncated or corrupt header: {what}")]
     Corrupt { path: PathBuf, what: String },
-    #[error("{path}: tensor `{tensor}` has ggml type {type_id} ({type_name}), which this engine cannot run")]
+    #[error(
+        "{path}: tensor `{tensor}` has ggml type {type_id} ({type_name}), which this engine cannot run"
+    )]
     UnsupportedType {
         path: PathBuf,
         tensor: String,
         type_id: u32,
         type_name: &'static str,
     },
-    #[error("{path}: tensor `{tensor}` data ({start}..{end}) lies outside the file ({file_len} bytes): the file is truncated")]
+    #[error(
+        "{path}: tensor `{tensor}` data ({start}..{end}) lies outside the file ({file_len} bytes): the file is truncated"
+    )]
     TruncatedTensor {
         path: PathBuf,
         tensor: String,

@@ -100,14 +100,18 @@ impl<'a> Cursor<'a> {
                             .collect::<Result<_, GgufError>>()?,
                     ),
                     _ => MetaValue::Array(
-                        (0..n).map(|_| self.value(elem, key)).collect::<Result<_, _>>()?,
+                        (0..n)
+                            .map(|_| self.value(elem, key))
+                            .collect::<Result<_, _>>()?,
                     ),
                 }
             }
             10 => MetaValue::U64(self.u64(key)?),
             11 => MetaValue::I64(i64::from_le_bytes(self.array(key)?)),
             12 => MetaValue::F64(f64::from_le_bytes(self.array(key)?)),
-            other => return Err(self.corrupt(format!("metadata `{key}` has unknown value type {other}"))),
+            other => {
+                return Err(self.corrupt(format!("metadata `{key}` has unknown value type {other}")));
+            }
         })
     }
 }
@@ -170,7 +174,12 @@ pub(super) fn parse(path: &Path, map: Arc<memmap2::Mmap>) -> Result<GgufFile, Gg
             tensor: name.clone(),
             what,
         };
-        if dims.iter().any(|d| *d == 0) || dims.iter().try_fold(1u64, |a, d| a.checked_mul(*d)).is_none() {
+        if dims.contains(&0)
+            || dims
+                .iter()
+                .try_fold(1u64, |a, d| a.checked_mul(*d))
+                .is_none()
+        {
             return Err(bad(format!("invalid dimensions {dims:?}")));
         }
         if dims[0] % qtype.block_size() as u64 != 0 {

@@ -9,9 +9,17 @@ fn small() -> GgufWriter {
     GgufWriter::new()
         .meta("general.architecture", MetaValue::String("llama".into()))
         .meta("llama.block_count", MetaValue::U32(2))
-        .meta("tokenizer.ggml.tokens", MetaValue::StringArray(vec!["a".into(), "b".into()]))
+        .meta(
+            "tokenizer.ggml.tokens",
+            MetaValue::StringArray(vec!["a".into(), "b".into()]),
+        )
         .meta("tokenizer.ggml.token_type", MetaValue::I32Array(vec![1, 3]))
-        .tensor("w", &[4, 2], QType::F32, f32_bytes(&[1., 2., 3., 4., 5., 6., 7., 8.]))
+        .tensor(
+            "w",
+            &[4, 2],
+            QType::F32,
+            f32_bytes(&[1., 2., 3., 4., 5., 6., 7., 8.]),
+        )
         .tensor("n", &[4], QType::F32, f32_bytes(&[9., 8., 7., 6.]))
 }
 
@@ -30,8 +38,14 @@ fn round_trips_metadata_and_tensors() {
     assert_eq!(f.version, 3);
     assert_eq!(f.get_str("general.architecture").unwrap(), "llama");
     assert_eq!(f.get_u32("llama.block_count").unwrap(), 2);
-    assert_eq!(f.get_string_array("tokenizer.ggml.tokens").unwrap(), ["a", "b"]);
-    assert_eq!(f.get_opt_i32_array("tokenizer.ggml.token_type").unwrap(), Some(&[1, 3][..]));
+    assert_eq!(
+        f.get_string_array("tokenizer.ggml.tokens").unwrap(),
+        ["a", "b"]
+    );
+    assert_eq!(
+        f.get_opt_i32_array("tokenizer.ggml.token_type").unwrap(),
+        Some(&[1, 3][..])
+    );
     assert_eq!(f.get_opt_u32("missing").unwrap(), None);
     let w = f.tensor("w").unwrap();
     assert_eq!((w.rows, w.cols), (2, 4));
@@ -45,7 +59,10 @@ fn typed_getters_name_the_key() {
     let (_d, f) = open_bytes(&small().to_bytes());
     let f = f.unwrap();
     let e = f.get_u32("general.architecture").unwrap_err().to_string();
-    assert!(e.contains("general.architecture") && e.contains("string"), "{e}");
+    assert!(
+        e.contains("general.architecture") && e.contains("string"),
+        "{e}"
+    );
     let e = f.get_str("nope").unwrap_err().to_string();
     assert!(e.contains("`nope` is missing"), "{e}");
     let e = f.tensor("absent").unwrap_err().to_string();
@@ -59,8 +76,14 @@ fn rejects_bad_magic_and_versions() {
     assert!(matches!(open_bytes(&b).1, Err(GgufError::BadMagic { .. })));
     let b = small().version(4).to_bytes();
     let e = open_bytes(&b).1.unwrap_err();
-    assert!(matches!(e, GgufError::UnsupportedVersion { version: 4, .. }), "{e}");
-    assert!(matches!(open_bytes(b"GG").1, Err(GgufError::BadMagic { .. })));
+    assert!(
+        matches!(e, GgufError::UnsupportedVersion { version: 4, .. }),
+        "{e}"
+    );
+    assert!(matches!(
+        open_bytes(b"GG").1,
+        Err(GgufError::BadMagic { .. })
+    ));
 }
 
 #[test]
@@ -86,7 +109,10 @@ fn rejects_unsupported_types_naming_the_tensor() {
     let type_at = at + 4 + 8; // n_dims u32, one dim u64
     b[type_at..type_at + 4].copy_from_slice(&2u32.to_le_bytes());
     let e = open_bytes(&b).1.unwrap_err();
-    assert!(matches!(e, GgufError::UnsupportedType { ref tensor, type_name: "Q4_0", .. } if tensor == "n"), "{e}");
+    assert!(
+        matches!(e, GgufError::UnsupportedType { ref tensor, type_name: "Q4_0", .. } if tensor == "n"),
+        "{e}"
+    );
     assert!(e.to_string().contains("`n`"));
 }
 

@@ -46,7 +46,8 @@ impl GgufWriter {
 
     /// Adds a tensor; `dims` innermost first, `data` in the stored format.
     pub fn tensor(mut self, name: &str, dims: &[u64], qtype: QType, data: Vec<u8>) -> Self {
-        self.tensors.push((name.to_string(), dims.to_vec(), qtype, data));
+        self.tensors
+            .push((name.to_string(), dims.to_vec(), qtype, data));
         self
     }
 
