@@ -53,7 +53,7 @@ OVERLONG = "The quick brown fox jumps over the lazy dog. " * 1100
 
 # (prompt, messages, max_new_tokens, source, topic); ids are assigned in order.
 GOOD = [
-    ("What is the capital of France?", None, 16, "faq", "geography"),
+    ("What is the capital city of France? Answer in one sentence.", None, 16, "faq", "geography"),
     ("How many days are there in a leap year?", None, 16, "faq", "calendar"),
     ("What is the boiling point of water at sea level in Celsius?", None, 16, "faq", "physics"),
     ("Who wrote the play Romeo and Juliet?", None, 16, "faq", "literature"),

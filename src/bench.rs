@@ -45,7 +45,9 @@ pub fn run_point<E: Executor>(
     for i in 0..concurrency {
         // Distinct deterministic prompts so no two rows are identical.
         let prompt: Vec<u32> = (0..prompt_tokens)
-            .map(|j| ((i * 7919 + j * 104_729) % (shape.vocab_size.min(30_000) - 1000) + 1000) as u32)
+            .map(|j| {
+                ((i * 7919 + j * 104_729) % (shape.vocab_size.min(30_000) - 1000) + 1000) as u32
+            })
             .collect();
         sched
             .submit(i as u64, prompt, gen_tokens)

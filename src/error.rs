@@ -1,1 +1,41 @@
 //! Job-level errors and their exit codes.
+//!
+//! Exit code 2 means "fix the job, do not retry": a bad spec, model or input
+//! schema, or an output directory that belongs to another job. Exit code 1
+//! means a retry may succeed (filesystem trouble, a crash of a stage); the
+//! commit protocol makes retries safe.
+
+use crate::engine::runner::EngineError;
+use crate::io::IoError;
+use crate::job::SpecError;
+use crate::model::error::ModelError;
+
+/// Exit code for problems a retry cannot fix.
+pub const EXIT_NOT_RETRIABLE: u8 = 2;
+/// Exit code for problems a retry may fix.
+pub const EXIT_RETRIABLE: u8 = 1;
+
+/// Why a job did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("pipeline stage `{0}` stopped unexpectedly")]
+    Stage(&'static str),
+}
+
+impl JobError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            JobError::Spec(_) | JobError::Model(_) => EXIT_NOT_RETRIABLE,
+            JobError::Io(e) if !e.is_retriable() => EXIT_NOT_RETRIABLE,
+            JobError::Io(_) | JobError::Engine(_) | JobError::Stage(_) => EXIT_RETRIABLE,
+        }
+    }
+}

@@ -13,5 +13,6 @@ pub mod io;
 pub mod job;
 pub mod kv;
 pub mod model;
+pub mod pipeline;
 pub mod progress;
 pub mod text;

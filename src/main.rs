@@ -17,7 +17,11 @@ use specbatch::model::load::load_model;
 use specbatch::pipeline::{self, RunOptions};
 
 #[derive(Parser)]
-#[command(name = "specbatch", version, about = "Offline batch LLM inference: YAML job spec, Parquet in, Parquet out")]
+#[command(
+    name = "specbatch",
+    version,
+    about = "Offline batch LLM inference: YAML job spec, Parquet in, Parquet out"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -58,8 +62,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { job, output } => pipeline::run_job(&job, &RunOptions { output })
-            .map(|summary| println!("{summary}")),
+        Command::Run { job, output } => {
+            pipeline::run_job(&job, &RunOptions { output }).map(|summary| println!("{summary}"))
+        }
         Command::Validate { job } => {
             pipeline::validate_job(&job).map(|report| println!("{report}"))
         }

@@ -8,6 +8,7 @@
 //! goes on. Rows already committed by an earlier attempt are skipped.
 
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -20,7 +21,12 @@ use crate::engine::runner::{Engine, EngineConfig, EngineCounters, Request};
 use crate::engine::sampler::SamplingParams;
 use crate::error::JobError;
 use crate::io::row::{InputRow, Prompt, RowError, RowErrorKind, RowResult};
+use crate::io::{
+    InputPlan, IoError, Manifest, OutputConfig, OutputState, WriterConfig, finalize,
+    validate_inputs,
+};
 use crate::job::spec::{GenerationSpec, JobSpec, PromptFormat};
+use crate::model::error::ModelError;
 use crate::model::load::{LoadedModel, load_model, model_sha256};
 use crate::progress::{JobCounters, Progress};
 use crate::text::{ChatTemplate, TextTokenizer};
@@ -154,4 +160,170 @@ impl Encoder<'_> {
             }
         }
     }
+}
+
+/// Loads and checks everything a job needs before any work: the spec, the
+/// inputs' schema and the model.
+struct Checked {
+    spec: JobSpec,
+    spec_hash: String,
+    plan: InputPlan,
+    model: LoadedModel,
+    model_hash: String,
+}
+
+fn check(spec_path: &str, opts: &RunOptions) -> Result<Checked, JobError> {
+    let mut spec = JobSpec::load(Path::new(spec_path))?;
+    if let Some(out) = &opts.output {
+        spec.output.path = out.clone();
+    }
+    let spec_hash = spec.spec_hash();
+    let plan = validate_inputs(&spec.inputs)?;
+    let model_hash = model_sha256(&spec.model)?;
+    if let Some(pinned) = &spec.model_sha256
+        && !pinned.eq_ignore_ascii_case(&model_hash)
+    {
+        return Err(ModelError::HashMismatch {
+            path: spec.model.clone(),
+            expected: pinned.clone(),
+            found: model_hash,
+        }
+        .into());
+    }
+    let model = load_model(&spec.model)?;
+    Ok(Checked {
+        spec,
+        spec_hash,
+        plan,
+        model,
+        model_hash,
+    })
+}
+
+/// `specbatch validate`: checks the spec, the inputs' schema and the model.
+pub fn validate_job(spec_path: &str) -> Result<String, JobError> {
+    let c = check(spec_path, &RunOptions::default())?;
+    Ok(format!(
+        "spec ok: {spec_path} (spec hash {})\ninputs ok: {} file(s), {} rows\nmodel ok: {} ({}, sha256 {})\noutput: {}",
+        c.spec_hash,
+        c.plan.files().len(),
+        c.plan.total_rows(),
+        c.model.name,
+        c.model.weights.config.arch.name(),
+        c.model_hash,
+        c.spec.output.path
+    ))
+}
+
+/// Input rows per read; small enough to keep memory flat, large enough that
+/// parallel tokenization pays.
+const READ_BATCH_ROWS: usize = 256;
+
+/// `specbatch run`: runs (or resumes) a job to completion.
+pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobError> {
+    let started = Instant::now();
+    let Checked {
+        spec,
+        spec_hash,
+        plan,
+        model,
+        model_hash,
+    } = check(spec_path, opts)?;
+    let state = OutputState::open(OutputConfig::new(&spec.output, &plan, &spec_hash))?;
+    init_threads(spec.engine.threads);
+    let total = plan.total_rows();
+    let skip = state.committed().clone();
+    let skipped = state.totals().rows;
+    let mut writer = state.into_writer(WriterConfig::new(&spec.output, &model.name));
+    let LoadedModel {
+        weights,
+        tokenizer,
+        chat,
+        ..
+    } = model;
+    let exec = CpuDenseExecutor::new(weights, spec.engine.kv_cache_bytes, BLOCK_SIZE);
+    let engine_cfg = EngineConfig {
+        max_running: spec.engine.max_concurrent_rows,
+        max_batch_tokens: spec.engine.max_batch_tokens,
+        block_size: BLOCK_SIZE,
+        stop: spec.generation.stop.clone(),
+    };
+    let engine_counters = Arc::new(EngineCounters::default());
+    let job_counters = Arc::new(JobCounters::default());
+    let mut engine = Engine::new(exec, &tokenizer, &engine_cfg, engine_counters.clone());
+    let encoder = Encoder {
+        tokenizer: &tokenizer,
+        chat: chat.as_ref(),
+        format: spec.inputs.prompt_format,
+        generation: &spec.generation,
+    };
+    let progress = Progress::start(total, skipped, job_counters.clone(), engine_counters);
+
+    let (rows_tx, rows_rx) = bounded::<Result<Vec<InputRow>, IoError>>(4);
+    let (req_tx, req_rx) = bounded::<Request>(engine_cfg.max_running * 2);
+    let (out_tx, out_rx) = bounded::<RowResult>(1024);
+    let (read_res, tok_res, write_res, engine_res) = std::thread::scope(|s| {
+        let reader = s.spawn(move || {
+            for batch in plan.stream(READ_BATCH_ROWS, skip) {
+                if rows_tx.send(batch).is_err() {
+                    break;
+                }
+            }
+        });
+        let tok_out = out_tx.clone();
+        let encoder = &encoder;
+        let tokenize = s.spawn(move || -> Result<(), IoError> {
+            for batch in rows_rx {
+                let prepared: Vec<_> = batch?.into_par_iter().map(|r| encoder.encode(r)).collect();
+                for p in prepared {
+                    let sent = match p {
+                        Ok(req) => req_tx.send(req).is_ok(),
+                        Err(res) => tok_out.send(*res).is_ok(),
+                    };
+                    if !sent {
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
+        });
+        let counters = job_counters.clone();
+        let write = s.spawn(move || -> Result<_, IoError> {
+            for r in out_rx {
+                if r.outcome.is_err() {
+                    counters.rows_error.fetch_add(1, Ordering::Relaxed);
+                }
+                writer.push(r)?;
+                counters.rows_done.fetch_add(1, Ordering::Relaxed);
+            }
+            writer.finish()
+        });
+        let engine_res = engine.run(&req_rx, &out_tx);
+        drop(out_tx);
+        drop(req_rx);
+        (
+            reader.join().map_err(|_| JobError::Stage("reader")),
+            tokenize.join().map_err(|_| JobError::Stage("tokenizer")),
+            write.join().map_err(|_| JobError::Stage("writer")),
+            engine_res,
+        )
+    });
+    progress.finish();
+    read_res?;
+    // The writer's failure explains an engine that lost its output channel.
+    let summary = write_res??;
+    tok_res??;
+    engine_res?;
+    let manifest = Manifest::new(&summary, &spec.model, &model_hash, started.elapsed());
+    finalize(&summary.root, &manifest, total)?;
+    Ok(RunSummary {
+        output: summary.root.display().to_string(),
+        total: manifest.counts.total,
+        ok: manifest.counts.ok,
+        error: manifest.counts.error,
+        skipped: manifest.counts.skipped,
+        prompt_tokens: manifest.prompt_tokens,
+        completion_tokens: manifest.completion_tokens,
+        wall_secs: manifest.wall_time_s,
+    })
 }

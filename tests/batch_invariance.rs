@@ -21,7 +21,9 @@ fn prompt(tok: &specbatch::text::TextTokenizer, i: usize) -> Vec<u32> {
 }
 
 fn table(first_block: u32, tokens: usize) -> Vec<u32> {
-    (0..tokens.div_ceil(BLOCK) as u32).map(|b| first_block + b).collect()
+    (0..tokens.div_ceil(BLOCK) as u32)
+        .map(|b| first_block + b)
+        .collect()
 }
 
 #[test]
@@ -36,7 +38,7 @@ fn logits_are_bitwise_equal_alone_and_in_a_mixed_batch_of_16() {
     let p0 = prompt(&tok, 0);
     let cap = p0.len() + decode_steps + 1;
     let t0 = table(0, cap);
-    let mut alone = Vec::new();
+    let mut alone: Vec<Vec<f32>> = Vec::new();
     let out = exec
         .forward(&ForwardBatch {
             seqs: vec![SeqChunk {
@@ -104,7 +106,7 @@ fn logits_are_bitwise_equal_alone_and_in_a_mixed_batch_of_16() {
         .collect();
     let mut other_len: Vec<usize> = others.iter().map(Vec::len).collect();
     // Step B..: row 0 finishes prefill then decodes; others decode each step.
-    let mut batched = Vec::new();
+    let mut batched: Vec<Vec<f32>> = Vec::new();
     let mut seq0b = p0[..7].to_vec();
     for step in 0..=decode_steps {
         let row0 = if step == 0 {

@@ -35,7 +35,11 @@ fn start(spec: &Path) -> Child {
 
 fn commits(out: &Path) -> usize {
     std::fs::read_dir(out.join("_commits/shard=00000"))
-        .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("seq-")).count())
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("seq-"))
+                .count()
+        })
         .unwrap_or(0)
 }
 
@@ -89,7 +93,10 @@ fn sigkill_at_several_points_then_resume_loses_and_duplicates_nothing() {
     for n in [1, 3, 6] {
         kills += usize::from(kill_after_commits(&spec, &out, n));
     }
-    assert!(kills >= 2, "the job was actually interrupted mid-run ({kills} kills)");
+    assert!(
+        kills >= 2,
+        "the job was actually interrupted mid-run ({kills} kills)"
+    );
     let status = start(&spec).wait().unwrap();
     assert!(status.success(), "the final resume completes");
     assert!(out.join("_SUCCESS").exists());
@@ -102,5 +109,8 @@ fn sigkill_at_several_points_then_resume_loses_and_duplicates_nothing() {
     }
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(manifest["counts"]["total"].as_u64(), Some(clean.len() as u64));
+    assert_eq!(
+        manifest["counts"]["total"].as_u64(),
+        Some(clean.len() as u64)
+    );
 }

@@ -16,7 +16,11 @@ fn quickstart_job_runs_and_duckdb_reads_the_output() {
         .arg(&out)
         .status()
         .unwrap();
-    assert_eq!(status.code(), Some(0), "the job finishes (row errors included)");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the job finishes (row errors included)"
+    );
     assert!(out.join("_SUCCESS").exists());
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
@@ -55,7 +59,10 @@ fn quickstart_job_runs_and_duckdb_reads_the_output() {
     ))[0][0]
         .as_i64()
         .unwrap();
-    assert!(joined >= n_input - 1, "rows join back to the input on id + pass-through");
+    assert!(
+        joined >= n_input - 1,
+        "rows join back to the input on id + pass-through"
+    );
 
     // A factual question gets the right answer from the real model.
     let paris = common::duckdb_query(&format!(

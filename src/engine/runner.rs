@@ -151,7 +151,10 @@ impl<'t, E: Executor> Engine<'t, E> {
     fn submit(&mut self, req: Request, output: &Sender<RowResult>) -> Result<(), EngineError> {
         let id = self.next_id;
         self.next_id += 1;
-        if let Err(rej) = self.sched.submit(id, req.prompt.clone(), req.max_new_tokens) {
+        if let Err(rej) = self
+            .sched
+            .submit(id, req.prompt.clone(), req.max_new_tokens)
+        {
             let kind = match rej {
                 Rejection::ExceedsBudget { .. } => RowErrorKind::ExceedsKvBudget,
                 Rejection::TooLong { .. } => RowErrorKind::PromptTooLong,
@@ -217,7 +220,9 @@ impl<'t, E: Executor> Engine<'t, E> {
             return Ok(Some((FinishReason::Eos, None)));
         }
         a.generated += 1;
-        self.counters.generated_tokens.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .generated_tokens
+            .fetch_add(1, Ordering::Relaxed);
         let new_len = a.decoder.push(self.tokenizer, token)?.len();
         if let Some(at) = self.stop.find(a.decoder.text(), new_len) {
             return Ok(Some((FinishReason::Stop, Some(at))));

@@ -141,7 +141,9 @@ mod tests {
         assert!((frac - 0.75).abs() < 0.02, "got {frac}");
         let draw = |seed| {
             let mut s = Sampler::new(params(0.8, 0.9, 5, seed));
-            (0..32).map(|_| s.sample(&[0.3, 0.1, 0.2, 0.5, 0.4])).collect::<Vec<_>>()
+            (0..32)
+                .map(|_| s.sample(&[0.3, 0.1, 0.2, 0.5, 0.4]))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(9), draw(9));
         assert_ne!(draw(9), draw(10));

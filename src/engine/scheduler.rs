@@ -148,7 +148,9 @@ impl Scheduler {
             let Some(front) = self.waiting.front() else {
                 break;
             };
-            let Some(blocks) = self.pool.try_reserve(front.blocks_needed(self.cfg.block_size))
+            let Some(blocks) = self
+                .pool
+                .try_reserve(front.blocks_needed(self.cfg.block_size))
             else {
                 break;
             };
@@ -230,7 +232,10 @@ impl Scheduler {
 
     /// KV blocks in use and in the budget, for metrics.
     pub fn kv_usage(&self) -> (usize, usize) {
-        (self.pool.total() - self.pool.free_count(), self.pool.total())
+        (
+            self.pool.total() - self.pool.free_count(),
+            self.pool.total(),
+        )
     }
 }
 
@@ -263,7 +268,10 @@ mod tests {
     fn refuses_rows_that_can_never_fit() {
         let s = Scheduler::new(cfg(4, 16), 5);
         assert!(matches!(s.check(60, 5), Err(Rejection::TooLong { .. })));
-        assert!(matches!(s.check(20, 4), Err(Rejection::ExceedsBudget { needed: 6, .. })));
+        assert!(matches!(
+            s.check(20, 4),
+            Err(Rejection::ExceedsBudget { needed: 6, .. })
+        ));
         assert_eq!(s.check(0, 4), Err(Rejection::Empty));
         assert!(s.check(16, 4).is_ok());
     }
@@ -277,7 +285,10 @@ mod tests {
         assert_eq!(p.batch.seqs[0].logits_for, 0);
         step(&mut s);
         let p = step(&mut s);
-        assert_eq!((p.batch.seqs[0].start_pos, p.batch.seqs[0].tokens.len()), (10, 2));
+        assert_eq!(
+            (p.batch.seqs[0].start_pos, p.batch.seqs[0].tokens.len()),
+            (10, 2)
+        );
         assert_eq!(p.batch.seqs[0].logits_for, 1);
         assert_eq!(p.batch.seqs[0].block_table.len(), 3);
         let p = step(&mut s);

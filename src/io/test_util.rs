@@ -42,6 +42,7 @@ pub(crate) fn input_spec(paths: &[&str]) -> InputSpec {
         messages_column: None,
         overrides: OverrideColumns::default(),
         pass_through: Vec::new(),
+        prompt_format: Default::default(),
     }
 }
 

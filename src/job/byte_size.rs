@@ -92,11 +92,23 @@ mod tests {
 
     #[test]
     fn rejects_bad_sizes() {
-        assert!(parse("4XB").unwrap_err().contains("unknown byte-size unit `XB`"));
+        assert!(
+            parse("4XB")
+                .unwrap_err()
+                .contains("unknown byte-size unit `XB`")
+        );
         assert!(parse("GiB").unwrap_err().contains("expected a byte size"));
         assert!(parse("-4GiB").unwrap_err().contains("expected a byte size"));
-        assert!(parse("1.5GiB").unwrap_err().contains("unknown byte-size unit `.5GiB`"));
-        assert!(parse("99999999999TiB").unwrap_err().contains("does not fit"));
+        assert!(
+            parse("1.5GiB")
+                .unwrap_err()
+                .contains("unknown byte-size unit `.5GiB`")
+        );
+        assert!(
+            parse("99999999999TiB")
+                .unwrap_err()
+                .contains("does not fit")
+        );
         assert!(parse("").is_err());
     }
 }

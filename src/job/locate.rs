@@ -324,7 +324,10 @@ list:
         let m = SourceMap::build("inputs:\n  paths: [a, b]\n  id: 'x\noutput: {");
         assert!(m.node("inputs.paths[0]").is_some());
         let m = SourceMap::build("inputs:\n  paths: [a]\n  id:\n\t- x\n");
-        assert_eq!(m.preceding(Pos { line: 4, column: 1 }).unwrap().path, "inputs.id");
+        assert_eq!(
+            m.preceding(Pos { line: 4, column: 1 }).unwrap().path,
+            "inputs.id"
+        );
         assert!(SourceMap::build("").is_empty());
         assert!(SourceMap::build("# just a comment\n").is_empty());
     }

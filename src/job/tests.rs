@@ -104,7 +104,9 @@ fn defaults_fill_omitted_keys() {
 /// Extracts the first ```yaml block after `## Full example` in the docs.
 fn docs_full_example() -> String {
     let doc = std::fs::read_to_string(root().join("docs/job-spec.md")).unwrap();
-    let after = &doc[doc.find("## Full example").expect("docs have a full example")..];
+    let after = &doc[doc
+        .find("## Full example")
+        .expect("docs have a full example")..];
     let start = after.find("```yaml\n").unwrap() + "```yaml\n".len();
     let len = after[start..].find("```").unwrap();
     after[start..start + len].to_string()
@@ -130,7 +132,12 @@ fn the_documented_full_example_loads_and_every_key_has_a_description() {
         assert!(map.node(key).is_some(), "the full example sets `{key}`");
     }
     for key in [
-        "inputs", "model", "model_sha256", "generation", "engine", "output",
+        "inputs",
+        "model",
+        "model_sha256",
+        "generation",
+        "engine",
+        "output",
     ] {
         assert!(map.node(key).is_some(), "the full example sets `{key}`");
         assert!(expected(key).is_some(), "`{key}` has a description");
@@ -175,7 +182,12 @@ fn unknown_keys_are_located_at_every_depth() {
         6,
         "unknown key",
     );
-    assert_error(&with("engine: {threads: 2, gpus: 1}\n"), "engine.gpus", 6, "unknown key");
+    assert_error(
+        &with("engine: {threads: 2, gpus: 1}\n"),
+        "engine.gpus",
+        6,
+        "unknown key",
+    );
     assert_error(
         "inputs:\n  paths: [a]\n  prompt_column: p\noutput:\n  path: o\n  extra: 1\n",
         "output.extra",
@@ -227,7 +239,12 @@ fn wrong_types_say_what_was_expected() {
         2,
         "expected a list of file paths or glob patterns, got `data.parquet`",
     );
-    assert_error(&with("generation: 5\n"), "generation", 6, "expected a mapping, got `5`");
+    assert_error(
+        &with("generation: 5\n"),
+        "generation",
+        6,
+        "expected a mapping, got `5`",
+    );
     assert_error(
         &with("  overwrite: maybe\n"),
         "output.overwrite",
@@ -246,7 +263,12 @@ fn wrong_types_say_what_was_expected() {
         7,
         "expected a string",
     );
-    assert_error("- 1\n- 2\n", "(top level)", 1, "expected a mapping with at least");
+    assert_error(
+        "- 1\n- 2\n",
+        "(top level)",
+        1,
+        "expected a mapping with at least",
+    );
 }
 
 #[test]
@@ -278,21 +300,50 @@ fn each_value_rule_is_enforced_and_located() {
     let gen_rule = |body: &str, field: &str, needle: &str| {
         assert_error(&with(&format!("generation:\n  {body}\n")), field, 7, needle);
     };
-    gen_rule("max_new_tokens: 0", "generation.max_new_tokens", "at least 1, got 0");
-    gen_rule("temperature: -0.5", "generation.temperature", "must be a number >= 0");
+    gen_rule(
+        "max_new_tokens: 0",
+        "generation.max_new_tokens",
+        "at least 1, got 0",
+    );
+    gen_rule(
+        "temperature: -0.5",
+        "generation.temperature",
+        "must be a number >= 0",
+    );
     gen_rule("temperature: .nan", "generation.temperature", "got NaN");
-    gen_rule("top_p: 1.5", "generation.top_p", "must be in (0, 1], got 1.5");
+    gen_rule(
+        "top_p: 1.5",
+        "generation.top_p",
+        "must be in (0, 1], got 1.5",
+    );
     gen_rule("top_p: 0", "generation.top_p", "must be in (0, 1], got 0");
     gen_rule("stop: [\"\"]", "generation.stop[0]", "must not be empty");
 
     let engine_rule = |body: &str, field: &str, needle: &str| {
         assert_error(&with(&format!("engine:\n  {body}\n")), field, 7, needle);
     };
-    engine_rule("max_concurrent_rows: 0", "engine.max_concurrent_rows", "at least 1");
-    engine_rule("max_batch_tokens: 0", "engine.max_batch_tokens", "at least 1");
-    engine_rule("kv_cache_bytes: 0GiB", "engine.kv_cache_bytes", "greater than 0");
+    engine_rule(
+        "max_concurrent_rows: 0",
+        "engine.max_concurrent_rows",
+        "at least 1",
+    );
+    engine_rule(
+        "max_batch_tokens: 0",
+        "engine.max_batch_tokens",
+        "at least 1",
+    );
+    engine_rule(
+        "kv_cache_bytes: 0GiB",
+        "engine.kv_cache_bytes",
+        "greater than 0",
+    );
 
-    assert_error(&with("  rows_per_part: 0\n"), "output.rows_per_part", 6, "at least 1");
+    assert_error(
+        &with("  rows_per_part: 0\n"),
+        "output.rows_per_part",
+        6,
+        "at least 1",
+    );
     assert_error(
         "inputs:\n  paths: [a]\n  prompt_column: p\noutput:\n  path: \"  \"\n",
         "output.path",
@@ -300,13 +351,23 @@ fn each_value_rule_is_enforced_and_located() {
         "must not be empty",
     );
     assert_error(&with("model: ''\n"), "model", 6, "must not be empty");
-    assert_error(&with("model_sha256: abc\n"), "model_sha256", 6, "64 hexadecimal digits");
+    assert_error(
+        &with("model_sha256: abc\n"),
+        "model_sha256",
+        6,
+        "64 hexadecimal digits",
+    );
 
     let inputs = |body: &str, field: &str, line: usize, needle: &str| {
         let yaml = format!("inputs:\n{body}output:\n  path: o\n");
         assert_error(&yaml, field, line, needle);
     };
-    inputs("  paths: []\n  prompt_column: p\n", "inputs.paths", 2, "at least one");
+    inputs(
+        "  paths: []\n  prompt_column: p\n",
+        "inputs.paths",
+        2,
+        "at least one",
+    );
     inputs(
         "  paths:\n    - a\n    - ''\n  prompt_column: p\n",
         "inputs.paths[1]",
@@ -337,6 +398,12 @@ fn each_value_rule_is_enforced_and_located() {
         "inputs.messages_column",
         4,
         "must differ",
+    );
+    inputs(
+        "  paths: [a]\n  messages_column: m\n  prompt_format: raw\n",
+        "inputs.prompt_format",
+        4,
+        "needs a `prompt_column`",
     );
     inputs(
         "  paths: [a]\n  messages_column: ' '\n",
@@ -455,7 +522,10 @@ fn an_empty_spec_says_what_is_missing() {
 fn the_hash_ignores_layout_comments_key_order_and_explicit_defaults() {
     let base = parse(MINIMAL).unwrap().spec_hash();
     assert_eq!(base.len(), 64);
-    assert!(base.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert!(
+        base.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
     let same = [
         // Reordered keys, flow style, comments.
         "output: {path: out/x}   # where\ninputs:\n  prompt_column: prompt\n  paths:\n    - data.parquet\n",
@@ -481,7 +551,10 @@ fn the_hash_ignores_layout_comments_key_order_and_explicit_defaults() {
     let mut seen = std::collections::HashSet::from([base.clone()]);
     for yaml in &different {
         let h = parse(yaml).unwrap().spec_hash();
-        assert!(seen.insert(h), "a result-changing edit changes the hash: {yaml}");
+        assert!(
+            seen.insert(h),
+            "a result-changing edit changes the hash: {yaml}"
+        );
     }
 }
 
@@ -564,4 +637,3 @@ fn mangled_yaml_never_panics() {
     check_no_panic("a: &a [*a, *a]\ninputs: *a\n");
     check_no_panic("? [complex, key]\n: value\ninputs: {}\n");
 }
-

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use super::spec::JobSpec;
+use super::spec::{JobSpec, PromptFormat};
 use crate::io::FIXED_COLUMNS;
 
 /// One broken rule: which field, and what is wrong with it.
@@ -75,7 +75,10 @@ impl JobSpec {
     fn check_inputs(&self, c: &mut Checker) {
         let i = &self.inputs;
         if i.paths.is_empty() {
-            c.fail("inputs.paths", "must list at least one file or glob pattern");
+            c.fail(
+                "inputs.paths",
+                "must list at least one file or glob pattern",
+            );
         }
         for (n, p) in i.paths.iter().enumerate() {
             let field = format!("inputs.paths[{n}]");
@@ -98,6 +101,12 @@ impl JobSpec {
                 format!("must differ from `prompt_column` (both are `{p}`)"),
             ),
             _ => {}
+        }
+        if i.prompt_format == PromptFormat::Raw && i.prompt_column.is_none() {
+            c.fail(
+                "inputs.prompt_format",
+                "`raw` applies to plain-text prompts and needs a `prompt_column`",
+            );
         }
         if let Some(p) = &i.prompt_column {
             c.non_empty("inputs.prompt_column", p);
@@ -146,10 +155,7 @@ impl JobSpec {
         if !(g.temperature.is_finite() && g.temperature >= 0.0) {
             c.fail(
                 "generation.temperature",
-                format!(
-                    "must be a number >= 0 (0 = greedy), got {}",
-                    g.temperature
-                ),
+                format!("must be a number >= 0 (0 = greedy), got {}", g.temperature),
             );
         }
         if !(g.top_p.is_finite() && g.top_p > 0.0 && g.top_p <= 1.0) {

@@ -101,11 +101,18 @@ mod tests {
         assert!(pool.grow(&mut a, 6));
         assert!(pool.grow(&mut b, 4));
         assert_eq!(pool.free_count(), 0);
-        assert!(!pool.grow(&mut b, 5), "growth beyond the reservation is refused");
+        assert!(
+            !pool.grow(&mut b, 5),
+            "growth beyond the reservation is refused"
+        );
         assert_eq!(b.table.len(), 4);
         let mut all: Vec<u32> = a.table.iter().chain(&b.table).copied().collect();
         all.sort_unstable();
-        assert_eq!(all, (0..10).collect::<Vec<_>>(), "every block handed out once");
+        assert_eq!(
+            all,
+            (0..10).collect::<Vec<_>>(),
+            "every block handed out once"
+        );
         pool.release(a);
         assert_eq!(pool.reserved(), 4);
         assert_eq!(pool.free_count(), 6);

@@ -71,13 +71,16 @@ impl DenseConfig {
         if self.n_layers == 0 || self.d_model == 0 || self.n_heads == 0 || self.n_kv_heads == 0 {
             return Err("layer, width and head counts must be positive".into());
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(format!(
                 "head count {} is not a multiple of the KV head count {}",
                 self.n_heads, self.n_kv_heads
             ));
         }
-        if self.head_dim % 2 != 0 || self.rope_dims > self.head_dim || self.rope_dims % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2)
+            || self.rope_dims > self.head_dim
+            || !self.rope_dims.is_multiple_of(2)
+        {
             return Err(format!(
                 "head dim {} / rope dims {} must be even with rope dims <= head dim",
                 self.head_dim, self.rope_dims

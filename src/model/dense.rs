@@ -181,10 +181,18 @@ impl DenseWeights {
         let c = &self.config;
         let per_layer = 2 * c.d_model
             + c.d_model * (c.q_dim() + 2 * c.kv_dim())
-            + if c.qkv_bias { c.q_dim() + 2 * c.kv_dim() } else { 0 }
+            + if c.qkv_bias {
+                c.q_dim() + 2 * c.kv_dim()
+            } else {
+                0
+            }
             + c.q_dim() * c.d_model
             + 3 * c.d_model * c.ffn_dim;
-        let head = if c.tied_head { 0 } else { c.vocab_size * c.d_model };
+        let head = if c.tied_head {
+            0
+        } else {
+            c.vocab_size * c.d_model
+        };
         c.vocab_size * c.d_model + c.n_layers * per_layer + c.d_model + head
     }
 

@@ -32,7 +32,11 @@ pub fn describe(m: &LoadedModel) -> String {
         s,
         "attention      QKV bias {}; output head {}",
         if c.qkv_bias { "yes" } else { "no" },
-        if c.tied_head { "tied to the embedding" } else { "untied" }
+        if c.tied_head {
+            "tied to the embedding"
+        } else {
+            "untied"
+        }
     );
     let mut formats: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for t in m.weights.matrices() {

@@ -169,7 +169,9 @@ fn load_gguf(path: &str) -> Result<LoadedModel, ModelError> {
         eos_ids.push(im_end);
     }
     let bos_id = f.get_opt_u32("tokenizer.ggml.bos_token_id")?;
-    let add_bos = f.get_opt_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(false);
+    let add_bos = f
+        .get_opt_bool("tokenizer.ggml.add_bos_token")?
+        .unwrap_or(false);
     let tokenizer = TextTokenizer::new(inner, eos_ids, bos_id, add_bos);
     let chat = f
         .get_opt_str("tokenizer.chat_template")?
@@ -283,7 +285,10 @@ fn load_safetensors(path: &str) -> Result<LoadedModel, ModelError> {
     eos_ids.sort_unstable();
     eos_ids.dedup();
     if eos_ids.is_empty() {
-        return Err(meta("eos_token_id", "no end-of-sequence token in config.json or tokenizer_config.json"));
+        return Err(meta(
+            "eos_token_id",
+            "no end-of-sequence token in config.json or tokenizer_config.json",
+        ));
     }
     let bos_id = token_field("bos_token").and_then(|t| inner.token_to_id(&t));
     let add_bos = tcfg

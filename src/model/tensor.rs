@@ -50,7 +50,7 @@ impl Tensor {
         storage: Storage,
         offset: usize,
     ) -> Option<Tensor> {
-        if cols % qtype.block_size() != 0 {
+        if !cols.is_multiple_of(qtype.block_size()) {
             return None;
         }
         let len = rows.checked_mul(qtype.row_bytes(cols))?;

@@ -143,7 +143,12 @@ mod tests {
             t.render(&chat, Some("Be brief.")),
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         );
-        let own = [msg("system", "S"), msg("user", "U"), msg("assistant", "A"), msg("user", "V")];
+        let own = [
+            msg("system", "S"),
+            msg("user", "U"),
+            msg("assistant", "A"),
+            msg("user", "V"),
+        ];
         assert_eq!(
             t.render(&own, Some("ignored")),
             "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\nA<|im_end|>\n<|im_start|>user\nV<|im_end|>\n<|im_start|>assistant\n"

@@ -50,8 +50,8 @@ pub fn attend(
             let n = ch.start_pos + ch.n_tokens;
             let mut k = vec![0.0; n * hd];
             let mut v = vec![0.0; n * hd];
-            arena.gather(ch.block_table, layer, false, g, hd, n, &mut k);
-            arena.gather(ch.block_table, layer, true, g, hd, n, &mut v);
+            arena.gather(ch.block_table, layer, false, g, n, &mut k);
+            arena.gather(ch.block_table, layer, true, g, n, &mut v);
             let scale = 1.0 / (hd as f32).sqrt();
             let mut out = vec![0.0; ch.n_tokens * group * hd];
             let mut scores = vec![0.0; n];
@@ -77,7 +77,10 @@ pub fn attend(
             out
         })
         .collect();
-    let mut results: Vec<Vec<f32>> = chunks.iter().map(|c| vec![0.0; c.n_tokens * q_dim]).collect();
+    let mut results: Vec<Vec<f32>> = chunks
+        .iter()
+        .map(|c| vec![0.0; c.n_tokens * q_dim])
+        .collect();
     for (&(c, g), part) in tasks.iter().zip(parts) {
         for t in 0..chunks[c].n_tokens {
             let src = &part[t * group * hd..(t + 1) * group * hd];

@@ -29,7 +29,7 @@ impl CpuDenseExecutor {
         let c = &w.config;
         let per_token = KvArena::bytes_per_token(c.n_layers, c.kv_dim());
         let n_blocks = (kv_cache_bytes / (per_token * block_size) as u64) as usize;
-        let arena = KvArena::new(n_blocks, block_size, c.n_layers, c.kv_dim());
+        let arena = KvArena::new(n_blocks, block_size, c.n_layers, c.n_kv_heads, c.head_dim);
         let shape = ModelShape {
             vocab_size: c.vocab_size,
             context_length: c.context_length,
@@ -56,15 +56,26 @@ impl CpuDenseExecutor {
                 return bad("empty chunk or more logits than tokens".into());
             }
             if end > self.shape.context_length {
-                return bad(format!("position {end} beyond the context {}", self.shape.context_length));
+                return bad(format!(
+                    "position {end} beyond the context {}",
+                    self.shape.context_length
+                ));
             }
             if s.block_table.len() * self.arena.block_size < end {
                 return bad("block table does not cover the chunk".into());
             }
-            if let Some(b) = s.block_table.iter().find(|b| **b as usize >= self.arena.n_blocks) {
+            if let Some(b) = s
+                .block_table
+                .iter()
+                .find(|b| **b as usize >= self.arena.n_blocks)
+            {
                 return bad(format!("block {b} out of range"));
             }
-            if let Some(t) = s.tokens.iter().find(|t| **t as usize >= self.shape.vocab_size) {
+            if let Some(t) = s
+                .tokens
+                .iter()
+                .find(|t| **t as usize >= self.shape.vocab_size)
+            {
                 return bad(format!("token {t} out of the vocabulary"));
             }
         }
@@ -85,7 +96,11 @@ impl Executor for CpuDenseExecutor {
         self.check(batch)?;
         let c = self.w.config.clone();
         let (d, qd, kvd, hd) = (c.d_model, c.q_dim(), c.kv_dim(), c.head_dim);
-        let tokens: Vec<u32> = batch.seqs.iter().flat_map(|s| s.tokens.iter().copied()).collect();
+        let tokens: Vec<u32> = batch
+            .seqs
+            .iter()
+            .flat_map(|s| s.tokens.iter().copied())
+            .collect();
         let positions: Vec<usize> = batch
             .seqs
             .iter()
@@ -95,7 +110,11 @@ impl Executor for CpuDenseExecutor {
 
         let mut x = vec![0.0f32; t_total * d];
         x.par_chunks_mut(d).zip(&tokens).for_each(|(row, &tok)| {
-            dequantize_row(self.w.embed.qtype, self.w.embed.row_bytes(tok as usize), row);
+            dequantize_row(
+                self.w.embed.qtype,
+                self.w.embed.row_bytes(tok as usize),
+                row,
+            );
         });
 
         let mut h = vec![0.0f32; t_total * d];

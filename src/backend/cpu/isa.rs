@@ -42,6 +42,9 @@ impl Isa {
 
     /// Every family this CPU can run.
     pub fn available() -> Vec<Isa> {
-        [Isa::Scalar, Isa::Avx512].into_iter().filter(|i| i.is_available()).collect()
+        [Isa::Scalar, Isa::Avx512]
+            .into_iter()
+            .filter(|i| i.is_available())
+            .collect()
     }
 }

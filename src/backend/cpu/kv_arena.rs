@@ -17,16 +17,25 @@ pub struct KvArena {
     pub block_size: usize,
     pub n_blocks: usize,
     n_layers: usize,
+    head_dim: usize,
     kv_dim: usize,
 }
 
 impl KvArena {
-    pub fn new(n_blocks: usize, block_size: usize, n_layers: usize, kv_dim: usize) -> KvArena {
+    pub fn new(
+        n_blocks: usize,
+        block_size: usize,
+        n_layers: usize,
+        n_kv_heads: usize,
+        head_dim: usize,
+    ) -> KvArena {
+        let kv_dim = n_kv_heads * head_dim;
         KvArena {
             data: vec![0u16; n_blocks * n_layers * 2 * block_size * kv_dim],
             block_size,
             n_blocks,
             n_layers,
+            head_dim,
             kv_dim,
         }
     }
@@ -54,21 +63,25 @@ impl KvArena {
             .convert_from_f32_slice(v);
     }
 
-    /// Decodes head `head` (dims `head*hd..(head+1)*hd`) of K or V for
-    /// positions `0..n` of a sequence into `out` (`n * hd` floats).
+    /// Decodes KV head `head` of K (or V, when `value`) for positions
+    /// `0..n` of a sequence into `out` (`n * head_dim` floats).
     pub fn gather(
         &self,
         table: &[u32],
         layer: usize,
         value: bool,
         head: usize,
-        hd: usize,
         n: usize,
         out: &mut [f32],
     ) {
+        let hd = self.head_dim;
         for (pos, dst) in out.chunks_exact_mut(hd).take(n).enumerate() {
-            let i = self.row_index(table[pos / self.block_size], layer, value, pos % self.block_size)
-                + head * hd;
+            let i = self.row_index(
+                table[pos / self.block_size],
+                layer,
+                value,
+                pos % self.block_size,
+            ) + head * hd;
             self.data[i..i + hd]
                 .reinterpret_cast::<f16>()
                 .convert_to_f32_slice(dst);
@@ -82,7 +95,7 @@ mod tests {
 
     #[test]
     fn write_then_gather_round_trips_through_f16() {
-        let mut a = KvArena::new(4, 2, 3, 4);
+        let mut a = KvArena::new(4, 2, 3, 2, 2);
         let table = [3u32, 1];
         for pos in 0..4 {
             let k: Vec<f32> = (0..4).map(|d| (pos * 10 + d) as f32).collect();
@@ -90,12 +103,12 @@ mod tests {
             a.write(table[pos / 2], 1, pos % 2, &k, &v);
         }
         let mut out = vec![0.0; 8];
-        a.gather(&table, 1, false, 1, 2, 4, &mut out);
+        a.gather(&table, 1, false, 1, 4, &mut out);
         assert_eq!(out, [2.0, 3.0, 12.0, 13.0, 22.0, 23.0, 32.0, 33.0]);
-        a.gather(&table, 1, true, 0, 2, 2, &mut out[..4]);
+        a.gather(&table, 1, true, 0, 2, &mut out[..4]);
         assert_eq!(&out[..4], &[-0.0, -1.0, -10.0, -11.0]);
         // Other layers stay untouched.
-        a.gather(&table, 0, false, 0, 4, 1, &mut out[..4]);
+        a.gather(&table, 0, false, 0, 2, &mut out[..4]);
         assert_eq!(&out[..4], &[0.0; 4]);
     }
 }

@@ -32,9 +32,24 @@ pub fn matmul(w: &Tensor, x: &[f32], m: usize, out: &mut [f32]) {
 /// [`matmul`] with an explicit kernel family (which must be available on
 /// this CPU: see [`Isa::is_available`]); for tests and benchmarks.
 pub fn matmul_on(isa: Isa, w: &Tensor, x: &[f32], m: usize, out: &mut [f32]) {
-    assert!(isa.is_available(), "{isa:?} kernels are not supported by this CPU");
-    assert_eq!(x.len(), m * w.cols, "matmul {}: x is not {m} rows of {}", w.name, w.cols);
-    assert_eq!(out.len(), m * w.rows, "matmul {}: out is not {m} rows of {}", w.name, w.rows);
+    assert!(
+        isa.is_available(),
+        "{isa:?} kernels are not supported by this CPU"
+    );
+    assert_eq!(
+        x.len(),
+        m * w.cols,
+        "matmul {}: x is not {m} rows of {}",
+        w.name,
+        w.cols
+    );
+    assert_eq!(
+        out.len(),
+        m * w.rows,
+        "matmul {}: out is not {m} rows of {}",
+        w.name,
+        w.rows
+    );
     if m == 0 || w.rows == 0 {
         return;
     }
@@ -44,11 +59,11 @@ pub fn matmul_on(isa: Isa, w: &Tensor, x: &[f32], m: usize, out: &mut [f32]) {
     }
     let format = w.qtype.act_format();
     if format == ActFormat::F32 {
-        return run(isa, w, &Acts::F32 { x, cols: w.cols }, m, out);
+        return run(isa, w, &Acts::f32(x, w.cols), m, out);
     }
     let mut quantize_and_run = |acts: &mut QuantActs| {
         acts.quantize(format, x, w.cols);
-        run(isa, w, &Acts::Q(acts), m, out);
+        run(isa, w, &Acts::quantized(acts), m, out);
     };
     ACTS.with(|cell| match cell.try_borrow_mut() {
         Ok(mut acts) => quantize_and_run(&mut acts),
@@ -58,18 +73,27 @@ pub fn matmul_on(isa: Isa, w: &Tensor, x: &[f32], m: usize, out: &mut [f32]) {
     });
 }
 
-/// Activation rows as the kernels see them.
-pub(super) enum Acts<'a> {
-    F32 { x: &'a [f32], cols: usize },
-    Q(&'a QuantActs),
+/// Activation rows as the kernels see them, looked up once per call.
+pub(super) struct Acts<'a> {
+    rows: Vec<ActRow<'a>>,
 }
 
-impl Acts<'_> {
-    pub(super) fn row(&self, i: usize) -> ActRow<'_> {
-        match self {
-            Acts::F32 { x, cols } => ActRow::F32(&x[i * cols..(i + 1) * cols]),
-            Acts::Q(a) => ActRow::Q8(a.row(i)),
+impl<'a> Acts<'a> {
+    fn f32(x: &'a [f32], cols: usize) -> Self {
+        Acts {
+            rows: x.chunks_exact(cols).map(ActRow::F32).collect(),
         }
+    }
+
+    fn quantized(a: &'a QuantActs) -> Self {
+        Acts {
+            rows: (0..a.rows()).map(|i| ActRow::Q8(a.row(i))).collect(),
+        }
+    }
+
+    #[inline(always)]
+    pub(super) fn row(&self, i: usize) -> ActRow<'a> {
+        self.rows[i]
     }
 }
 
@@ -122,7 +146,13 @@ impl Cols<'_> {
     /// SAFETY: `base` points to `m * n` writable floats that outlive the
     /// view, and no other live view or reference covers columns `cols`.
     unsafe fn new(base: OutPtr, m: usize, n: usize, cols: Range<usize>) -> Self {
-        Cols { base: base.0, m, n, cols, _out: PhantomData }
+        Cols {
+            base: base.0,
+            m,
+            n,
+            cols,
+            _out: PhantomData,
+        }
     }
 
     pub(super) fn m(&self) -> usize {
@@ -130,7 +160,10 @@ impl Cols<'_> {
     }
 
     pub(super) fn put(&mut self, i: usize, col: usize, v: f32) {
-        assert!(i < self.m && self.cols.contains(&col), "write outside the task's columns");
+        assert!(
+            i < self.m && self.cols.contains(&col),
+            "write outside the task's columns"
+        );
         // SAFETY: in bounds (checked above) and exclusively ours per `new`.
         unsafe { *self.base.add(i * self.n + col) = v }
     }

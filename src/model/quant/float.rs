@@ -10,7 +10,9 @@ use super::lanes::{FLOAT_LANES, fold};
 pub(crate) fn value(qtype: QType, row: &[u8], k: usize) -> f32 {
     match qtype {
         QType::F16 => super::f16_at(&row[2 * k..]),
-        QType::BF16 => f32::from_bits(u32::from(u16::from_le_bytes([row[2 * k], row[2 * k + 1]])) << 16),
+        QType::BF16 => {
+            f32::from_bits(u32::from(u16::from_le_bytes([row[2 * k], row[2 * k + 1]])) << 16)
+        }
         _ => f32::from_le_bytes([row[4 * k], row[4 * k + 1], row[4 * k + 2], row[4 * k + 3]]),
     }
 }

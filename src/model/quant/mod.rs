@@ -101,7 +101,7 @@ pub enum ActRow<'a> {
 pub fn dequantize_row(qtype: QType, bytes: &[u8], out: &mut [f32]) {
     let bs = qtype.block_size();
     assert!(
-        out.len() % bs == 0 && bytes.len() == qtype.row_bytes(out.len()),
+        out.len().is_multiple_of(bs) && bytes.len() == qtype.row_bytes(out.len()),
         "dequantize_row: {} bytes do not hold {} values of {qtype:?}",
         bytes.len(),
         out.len()

@@ -17,9 +17,15 @@ fn float_rows_decode_exactly() {
     f32_row.extend((-2.25f32).to_le_bytes());
     assert_eq!(decode(QType::F32, &f32_row), vec![1.5, -2.25]);
     // f16: 0x3C00 = 1.0, 0xC000 = -2.0, 0x0001 = 2^-24 (subnormal).
-    assert_eq!(decode(QType::F16, &[0x00, 0x3C, 0x00, 0xC0, 0x01, 0x00]), vec![1.0, -2.0, 2f32.powi(-24)]);
+    assert_eq!(
+        decode(QType::F16, &[0x00, 0x3C, 0x00, 0xC0, 0x01, 0x00]),
+        vec![1.0, -2.0, 2f32.powi(-24)]
+    );
     // bf16: 0x3F80 = 1.0, 0xC0A0 = -5.0.
-    assert_eq!(decode(QType::BF16, &[0x80, 0x3F, 0xA0, 0xC0]), vec![1.0, -5.0]);
+    assert_eq!(
+        decode(QType::BF16, &[0x80, 0x3F, 0xA0, 0xC0]),
+        vec![1.0, -5.0]
+    );
 }
 
 #[test]
@@ -122,8 +128,16 @@ fn dequantize_row_rejects_a_short_row() {
     dequantize_row(QType::Q8_0, &[0u8; 33], &mut [0.0; 32]);
 }
 
-const ALL: [QType; 8] =
-    [QType::F32, QType::F16, QType::BF16, QType::Q8_0, QType::Q4_1, QType::Q5_0, QType::Q4K, QType::Q6K];
+const ALL: [QType; 8] = [
+    QType::F32,
+    QType::F16,
+    QType::BF16,
+    QType::Q8_0,
+    QType::Q4_1,
+    QType::Q5_0,
+    QType::Q4K,
+    QType::Q6K,
+];
 
 /// Row lengths exercising partial 16-block groups and several super-blocks.
 fn test_cols(qtype: QType) -> &'static [usize] {
@@ -141,7 +155,11 @@ fn act_values(a: &Q8Row<'_>, format: ActFormat, cols: usize) -> Vec<f64> {
     (0..cols)
         .map(|j| {
             let (b, v) = (j / bs, j % bs);
-            let q = if bs == 32 { a.q[group_pos(nb, b, v)] } else { a.q[j] };
+            let q = if bs == 32 {
+                a.q[group_pos(nb, b, v)]
+            } else {
+                a.q[j]
+            };
             f64::from(a.d[b]) * f64::from(q)
         })
         .collect()
@@ -152,7 +170,9 @@ fn act_values(a: &Q8Row<'_>, format: ActFormat, cols: usize) -> Vec<f64> {
 fn q4_1_min_slack(w: &[u8], a: &Q8Row<'_>) -> f64 {
     w.chunks_exact(20)
         .enumerate()
-        .map(|(b, blk)| f64::from(f16_at(&blk[2..]).abs()) * (f64::from(a.s[b].abs()) + 1e-30) * 2f64.powi(-9))
+        .map(|(b, blk)| {
+            f64::from(f16_at(&blk[2..]).abs()) * (f64::from(a.s[b].abs()) + 1e-30) * 2f64.powi(-9)
+        })
         .sum()
 }
 
@@ -174,11 +194,23 @@ fn reference_dot_matches_dequantized_weights_times_quantized_activations() {
                 } else {
                     acts.quantize(format, &x, cols);
                     let a = acts.row(0);
-                    let slack = if qtype == QType::Q4_1 { q4_1_min_slack(&w, &a) } else { 0.0 };
-                    (dot_ref(qtype, &w, ActRow::Q8(a)), act_values(&a, format, cols), slack)
+                    let slack = if qtype == QType::Q4_1 {
+                        q4_1_min_slack(&w, &a)
+                    } else {
+                        0.0
+                    };
+                    (
+                        dot_ref(qtype, &w, ActRow::Q8(a)),
+                        act_values(&a, format, cols),
+                        slack,
+                    )
                 };
                 let exact: f64 = wd.iter().zip(&xs).map(|(&w, &x)| f64::from(w) * x).sum();
-                let mag: f64 = wd.iter().zip(&xs).map(|(&w, &x)| (f64::from(w) * x).abs()).sum();
+                let mag: f64 = wd
+                    .iter()
+                    .zip(&xs)
+                    .map(|(&w, &x)| (f64::from(w) * x).abs())
+                    .sum();
                 let err = (f64::from(got) - exact).abs();
                 assert!(
                     err <= 2e-5 * mag + slack,
@@ -210,7 +242,11 @@ fn reference_dot_tracks_the_unquantized_product() {
             let a = acts.row(0);
             let got = f64::from(dot_ref(qtype, &w, ActRow::Q8(a)));
             let bs = format.block_size();
-            let mut bound = if qtype == QType::Q4_1 { q4_1_min_slack(&w, &a) } else { 0.0 };
+            let mut bound = if qtype == QType::Q4_1 {
+                q4_1_min_slack(&w, &a)
+            } else {
+                0.0
+            };
             let mut exact = 0.0f64;
             for (wb, xb) in wd.chunks(bs).zip(x.chunks(bs)) {
                 let step = f64::from(xb.iter().fold(0.0f32, |m, v| m.max(v.abs()))) / 127.0;
@@ -219,8 +255,15 @@ fn reference_dot_tracks_the_unquantized_product() {
                     bound += f64::from(w).abs() * (0.6 * step + 2e-5 * f64::from(x).abs());
                 }
             }
-            assert!((got - exact).abs() <= bound, "{qtype:?} cols {cols}: got {got}, want {exact}, bound {bound}");
-            let scale: f64 = wd.iter().zip(&x).map(|(&w, &x)| (f64::from(w) * f64::from(x)).abs()).sum();
+            assert!(
+                (got - exact).abs() <= bound,
+                "{qtype:?} cols {cols}: got {got}, want {exact}, bound {bound}"
+            );
+            let scale: f64 = wd
+                .iter()
+                .zip(&x)
+                .map(|(&w, &x)| (f64::from(w) * f64::from(x)).abs())
+                .sum();
             // The bound still catches layout or scale mistakes, whose error is
             // of the order of the product's own magnitude (outliers in x make
             // 256-value blocks coarse, hence the margin).

@@ -76,7 +76,15 @@ pub(crate) fn random_tensor(qtype: QType, rows: usize, cols: usize, rng: &mut Rn
     for _ in 0..rows {
         bytes.extend(random_row(qtype, cols, rng));
     }
-    Tensor::new("test", qtype, rows, cols, Storage::Owned(Arc::new(bytes)), 3).expect("valid test tensor")
+    Tensor::new(
+        "test",
+        qtype,
+        rows,
+        cols,
+        Storage::Owned(Arc::new(bytes)),
+        3,
+    )
+    .expect("valid test tensor")
 }
 
 /// Activations with mixed magnitudes and a few outliers, like hidden states.
@@ -84,7 +92,11 @@ pub(crate) fn random_x(len: usize, rng: &mut Rng) -> Vec<f32> {
     (0..len)
         .map(|_| {
             let v = rng.uniform(-1.0, 1.0);
-            if rng.next_u64() % 61 == 0 { v * 40.0 } else { v }
+            if rng.next_u64().is_multiple_of(61) {
+                v * 40.0
+            } else {
+                v
+            }
         })
         .collect()
 }

@@ -1,7 +1,8 @@
 //! Q4_K and Q6_K (256-value super-blocks), dotted straight from the stored
-//! bytes with Q8_K activations in natural order. Nibbles are split and, for
-//! Q6_K, joined with their 2 high bits into 64 unsigned quants per register
-//! in natural value order; a VNNI dot gives per-lane partial sums that are
+//! bytes with Q8_K activations in natural order. Each super-block is
+//! unpacked once into registers (64 unsigned quants per register in natural
+//! value order, plus per-lane scale vectors) and then dotted with up to four
+//! activation rows: a VNNI dot gives per-lane partial sums, which are
 //! multiplied by their (sub-)block scale and summed to the block's exact
 //! integer dot. Block contributions go into scalar lanes (a row has few
 //! super-blocks), exactly as in the reference.
@@ -12,19 +13,97 @@ use std::ops::Range;
 use super::{Scratch, q8_row};
 use crate::backend::cpu::matmul::{Acts, Cols};
 use crate::model::quant::lanes::{BLOCK_LANES, fold};
-use crate::model::quant::{Q8Row, f16_at, q4_k};
+use crate::model::quant::{Q8Row, f16_at, q4_k, q6_k};
 use crate::model::tensor::Tensor;
 
+/// One unpacked super-block: quants for values 64j..64j+64 in `w[j]`, the
+/// scale of each dot lane in `scale[j]`; `corr` and `corr_mul` turn the
+/// per-16 activation sums into the integer correction subtracted from the
+/// scaled dot (Q4_K: mins, Q6_K: the +32 offset).
+struct Block {
+    w: [__m512i; 4],
+    scale: [__m512i; 4],
+    corr: __m512i,
+}
+
+/// Runs `dot` over activation rows four (then one) at a time and writes
+/// the results for weight row `n`.
+#[inline(always)]
+fn for_act_rows(
+    acts: &Acts<'_>,
+    n: usize,
+    dst: &mut Cols<'_>,
+    mut dot4: impl FnMut(&[Q8Row<'_>; 4]) -> [f32; 4],
+    mut dot1: impl FnMut(&[Q8Row<'_>; 1]) -> [f32; 1],
+) {
+    let m = dst.m();
+    let mut i = 0;
+    while i < m {
+        if m - i >= 4 {
+            let a: [Q8Row<'_>; 4] = std::array::from_fn(|r| q8_row(acts, i + r));
+            for (r, v) in dot4(&a).into_iter().enumerate() {
+                dst.put(i + r, n, v);
+            }
+            i += 4;
+        } else {
+            dst.put(i, n, dot1(&[q8_row(acts, i)])[0]);
+            i += 1;
+        }
+    }
+}
+
+/// Integer dot of an unpacked block with activation values `x` (256
+/// bytes) and per-16 sums `sums` (16 entries), as two vectors whose lane
+/// totals are the scaled dot and the correction.
+///
+/// SAFETY: `x` points to 256 readable bytes and `sums` to 16 i32.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) fn rows_q4_k(w: &Tensor, acts: &Acts<'_>, rows: Range<usize>, dst: &mut Cols<'_>, s: &mut Scratch) {
+unsafe fn block_dot(blk: &Block, x: *const i8, sums: *const i32) -> (__m512i, __m512i) {
+    let mut acc = _mm512_setzero_si512();
+    for j in 0..4 {
+        // SAFETY: within the 256 bytes at `x` (caller).
+        let xv = unsafe { _mm512_loadu_si512(x.add(64 * j) as *const _) };
+        let p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), blk.w[j], xv);
+        acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(p, blk.scale[j]));
+    }
+    // SAFETY: 16 i32 at `sums` (caller).
+    let s = unsafe { _mm512_loadu_si512(sums as *const _) };
+    (acc, _mm512_mullo_epi32(s, blk.corr))
+}
+
+/// Lane totals of two integer vectors, sharing the shuffles.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn reduce_pair(a: __m512i, b: __m512i) -> (i32, i32) {
+    // [a.lo256 + a.hi256 | b.lo256 + b.hi256], then fold each half.
+    let s = _mm512_add_epi32(
+        _mm512_shuffle_i64x2::<0x44>(a, b),
+        _mm512_shuffle_i64x2::<0xEE>(a, b),
+    );
+    let s = _mm512_add_epi32(s, _mm512_shuffle_i64x2::<0b10_11_00_01>(s, s));
+    let s = _mm512_add_epi32(s, _mm512_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm512_add_epi32(s, _mm512_shuffle_epi32::<0b10_11_00_01>(s));
+    let hi = _mm512_extracti32x4_epi32::<2>(s);
+    (
+        _mm_cvtsi128_si32(_mm512_castsi512_si128(s)),
+        _mm_cvtsi128_si32(hi),
+    )
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) fn rows_q4_k(
+    w: &Tensor,
+    acts: &Acts<'_>,
+    rows: Range<usize>,
+    dst: &mut Cols<'_>,
+    s: &mut Scratch,
+) {
     let nb = w.cols / 256;
     s.ints.resize(16 * nb, 0);
     s.f0.resize(nb, 0.0);
     s.f1.resize(nb, 0.0);
     for n in rows {
         let row = w.row_bytes(n);
-        // Scales and mins decoded once per weight row, reused for every
-        // activation row: [sc0..sc8, mn0..mn8] per block.
+        // Scales and mins decoded once per weight row: [sc0..8, mn0..8].
         for (b, blk) in row.chunks_exact(q4_k::BLOCK_BYTES).enumerate() {
             s.f0[b] = f16_at(blk);
             s.f1[b] = f16_at(&blk[2..]);
@@ -34,114 +113,167 @@ pub(super) fn rows_q4_k(w: &Tensor, acts: &Acts<'_>, rows: Range<usize>, dst: &m
                 s.ints[16 * b + 8 + j] = i32::from(mn);
             }
         }
-        for i in 0..dst.m() {
-            let v = dot_q4_k(row, &s.ints, &s.f0, &s.f1, &q8_row(acts, i));
-            dst.put(i, n, v);
-        }
+        let (scm, d, dmin) = (&s.ints[..], &s.f0[..], &s.f1[..]);
+        for_act_rows(
+            acts,
+            n,
+            dst,
+            |a| dot_q4_k(row, scm, d, dmin, a),
+            |a| dot_q4_k(row, scm, d, dmin, a),
+        );
     }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-fn dot_q4_k(row: &[u8], scm: &[i32], d: &[f32], dmin: &[f32], a: &Q8Row<'_>) -> f32 {
+fn dot_q4_k<const R: usize>(
+    row: &[u8],
+    scm: &[i32],
+    d: &[f32],
+    dmin: &[f32],
+    a: &[Q8Row<'_>; R],
+) -> [f32; R] {
     let nb = row.len() / q4_k::BLOCK_BYTES;
-    assert!(a.q.len() == 256 * nb && a.sums.len() == 16 * nb && scm.len() >= 16 * nb);
-    assert!(d.len() >= nb && dmin.len() >= nb && a.d.len() == nb);
+    assert!(scm.len() >= 16 * nb && d.len() >= nb && dmin.len() >= nb);
+    for r in a {
+        assert!(r.q.len() == 256 * nb && r.sums.len() == 16 * nb && r.d.len() == nb);
+    }
     let nib = _mm512_set1_epi8(0x0F);
     // Lane l of a dot over values 64j..64j+64 belongs to sub-block 2j + l/8.
-    let sub = |j: i32| _mm512_setr_epi32(j, j, j, j, j, j, j, j, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1);
-    let (sub0, sub1, sub2, sub3) = (sub(0), sub(2), sub(4), sub(6));
+    let sub = |j: i32| {
+        _mm512_setr_epi32(
+            j,
+            j,
+            j,
+            j,
+            j,
+            j,
+            j,
+            j,
+            j + 1,
+            j + 1,
+            j + 1,
+            j + 1,
+            j + 1,
+            j + 1,
+            j + 1,
+            j + 1,
+        )
+    };
+    let subs = [sub(0), sub(2), sub(4), sub(6)];
     // Lane l of the per-16 sums belongs to sub-block l/2, whose min is entry 8 + l/2.
     let min_of = _mm512_setr_epi32(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
-    let mut lanes = [0.0f32; BLOCK_LANES];
+    let mut lanes = [[0.0f32; BLOCK_LANES]; R];
     for b in 0..nb {
-        // SAFETY: block b spans row[144b..144b+144] (qs at +16, 128 bytes),
-        // activations a.q[256b..256b+256], a.sums[16b..16b+16] and
-        // scm[16b..16b+16], all within the lengths asserted above.
-        let (isum, msum) = unsafe {
+        // SAFETY: block b spans row[144b..144b+144] (qs: 128 bytes at +16)
+        // and scm[16b..16b+16] (asserted above).
+        let blk = unsafe {
             let qs = row.as_ptr().add(q4_k::BLOCK_BYTES * b + 16);
-            let x = a.q.as_ptr().add(256 * b);
             let sm = _mm512_loadu_si512(scm.as_ptr().add(16 * b) as *const _);
-            let mut acc = _mm512_setzero_si512();
-            for (c, (s_lo, s_hi)) in [(sub0, sub1), (sub2, sub3)].into_iter().enumerate() {
+            let mut w = [_mm512_setzero_si512(); 4];
+            for c in 0..2 {
                 let q = _mm512_loadu_si512(qs.add(64 * c) as *const _);
                 let lo = _mm512_and_si512(q, nib);
                 let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(q), nib);
                 // lo holds values 128c+0..32 and 128c+64..96, hi the 32 after
                 // each; reorder 128-bit lanes into natural order.
-                let w0 = _mm512_shuffle_i64x2::<0x44>(lo, hi);
-                let w1 = _mm512_shuffle_i64x2::<0xEE>(lo, hi);
-                let x0 = _mm512_loadu_si512(x.add(128 * c) as *const _);
-                let x1 = _mm512_loadu_si512(x.add(128 * c + 64) as *const _);
-                let p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w0, x0);
-                let p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w1, x1);
-                acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(p0, _mm512_permutexvar_epi32(s_lo, sm)));
-                acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(p1, _mm512_permutexvar_epi32(s_hi, sm)));
+                w[2 * c] = _mm512_shuffle_i64x2::<0x44>(lo, hi);
+                w[2 * c + 1] = _mm512_shuffle_i64x2::<0xEE>(lo, hi);
             }
-            let sums = _mm512_loadu_si512(a.sums.as_ptr().add(16 * b) as *const _);
-            let mins = _mm512_mullo_epi32(sums, _mm512_permutexvar_epi32(min_of, sm));
-            (_mm512_reduce_add_epi32(acc), _mm512_reduce_add_epi32(mins))
+            Block {
+                w,
+                scale: subs.map(|i| _mm512_permutexvar_epi32(i, sm)),
+                corr: _mm512_permutexvar_epi32(min_of, sm),
+            }
         };
-        let v = isum as f32 * (d[b] * a.d[b]) - msum as f32 * (dmin[b] * a.d[b]);
-        lanes[b % BLOCK_LANES] += v;
+        for (r, l) in a.iter().zip(lanes.iter_mut()) {
+            // SAFETY: r.q[256b..256b+256] and r.sums[16b..16b+16] (asserted).
+            let (acc, mins) =
+                unsafe { block_dot(&blk, r.q.as_ptr().add(256 * b), r.sums.as_ptr().add(16 * b)) };
+            let (isum, msum) = reduce_pair(acc, mins);
+            l[b % BLOCK_LANES] += isum as f32 * (d[b] * r.d[b]) - msum as f32 * (dmin[b] * r.d[b]);
+        }
     }
-    fold(lanes)
+    lanes.map(fold)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) fn rows_q6_k(w: &Tensor, acts: &Acts<'_>, rows: Range<usize>, dst: &mut Cols<'_>) {
     for n in rows {
         let row = w.row_bytes(n);
-        for i in 0..dst.m() {
-            dst.put(i, n, dot_q6_k(row, &q8_row(acts, i)));
-        }
+        for_act_rows(acts, n, dst, |a| dot_q6_k(row, a), |a| dot_q6_k(row, a));
     }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-fn dot_q6_k(row: &[u8], a: &Q8Row<'_>) -> f32 {
-    const BB: usize = 210;
+fn dot_q6_k<const R: usize>(row: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R] {
+    const BB: usize = q6_k::BLOCK_BYTES;
     let nb = row.len() / BB;
-    assert!(a.q.len() == 256 * nb && a.sums.len() == 16 * nb && a.d.len() == nb);
+    for r in a {
+        assert!(r.q.len() == 256 * nb && r.sums.len() == 16 * nb && r.d.len() == nb);
+    }
     let nib = _mm512_set1_epi8(0x0F);
     let two = _mm512_set1_epi8(0x03);
     // Lane l of a dot over values 64j..64j+64 belongs to group 4j + l/4.
     let grp = |j: i32| {
-        _mm512_setr_epi32(j, j, j, j, j + 1, j + 1, j + 1, j + 1, j + 2, j + 2, j + 2, j + 2, j + 3, j + 3, j + 3, j + 3)
+        _mm512_setr_epi32(
+            j,
+            j,
+            j,
+            j,
+            j + 1,
+            j + 1,
+            j + 1,
+            j + 1,
+            j + 2,
+            j + 2,
+            j + 2,
+            j + 2,
+            j + 3,
+            j + 3,
+            j + 3,
+            j + 3,
+        )
     };
     let groups = [grp(0), grp(4), grp(8), grp(12)];
-    let mut lanes = [0.0f32; BLOCK_LANES];
+    // Quants are stored as q + 32: the correction is 32 * sum(sc * group sum).
+    let thirty_two = _mm512_set1_epi32(32);
+    let mut lanes = [[0.0f32; BLOCK_LANES]; R];
     for b in 0..nb {
-        let blk = &row[BB * b..BB * (b + 1)];
-        // SAFETY: reads stay inside `blk` (ql 0..128, qh 128..192, scales
-        // 192..208) and a.q[256b..256b+256], a.sums[16b..16b+16] (asserted).
-        let isum = unsafe {
-            let x = a.q.as_ptr().add(256 * b);
-            let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(blk.as_ptr().add(192) as *const _));
-            let mut acc = _mm512_setzero_si512();
+        let bytes = &row[BB * b..BB * (b + 1)];
+        // SAFETY: reads stay inside `bytes` (ql 0..128, qh 128..192, scales
+        // 192..208).
+        let blk = unsafe {
+            let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(bytes.as_ptr().add(192) as *const _));
+            let mut w = [_mm512_setzero_si512(); 4];
             for h in 0..2 {
-                let ql = _mm512_loadu_si512(blk.as_ptr().add(64 * h) as *const _);
-                let qh = _mm256_loadu_si256(blk.as_ptr().add(128 + 32 * h) as *const _);
+                let ql = _mm512_loadu_si512(bytes.as_ptr().add(64 * h) as *const _);
+                let qh = _mm256_loadu_si256(bytes.as_ptr().add(128 + 32 * h) as *const _);
                 // [qh, qh >> 2]: bits 0..2 of byte l then give the high bits
                 // of values 128h+l (first half) and 128h+32+l (second half);
                 // bits 4..6 those of 128h+64+l and 128h+96+l.
-                let qh2 = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qh), _mm256_srli_epi16::<2>(qh));
+                let qh2 =
+                    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qh), _mm256_srli_epi16::<2>(qh));
                 let h_lo = _mm512_slli_epi16::<4>(_mm512_and_si512(qh2, two));
-                let h_hi = _mm512_slli_epi16::<4>(_mm512_and_si512(_mm512_srli_epi16::<4>(qh2), two));
-                let w0 = _mm512_or_si512(_mm512_and_si512(ql, nib), h_lo);
-                let w1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(ql), nib), h_hi);
-                let x0 = _mm512_loadu_si512(x.add(128 * h) as *const _);
-                let x1 = _mm512_loadu_si512(x.add(128 * h + 64) as *const _);
-                let p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w0, x0);
-                let p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w1, x1);
-                acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(p0, _mm512_permutexvar_epi32(groups[2 * h], sc)));
-                acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(p1, _mm512_permutexvar_epi32(groups[2 * h + 1], sc)));
+                let h_hi =
+                    _mm512_slli_epi16::<4>(_mm512_and_si512(_mm512_srli_epi16::<4>(qh2), two));
+                w[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, nib), h_lo);
+                w[2 * h + 1] =
+                    _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(ql), nib), h_hi);
             }
-            // Quants are stored as q + 32: take 32 * sum(sc * group sum) back.
-            let sums = _mm512_loadu_si512(a.sums.as_ptr().add(16 * b) as *const _);
-            let corr = _mm512_reduce_add_epi32(_mm512_mullo_epi32(sc, sums));
-            _mm512_reduce_add_epi32(acc) - 32 * corr
+            Block {
+                w,
+                scale: groups.map(|g| _mm512_permutexvar_epi32(g, sc)),
+                corr: _mm512_mullo_epi32(sc, thirty_two),
+            }
         };
-        lanes[b % BLOCK_LANES] += isum as f32 * (f16_at(&blk[208..]) * a.d[b]);
+        let d = f16_at(&bytes[208..]);
+        for (r, l) in a.iter().zip(lanes.iter_mut()) {
+            // SAFETY: r.q[256b..256b+256] and r.sums[16b..16b+16] (asserted).
+            let (acc, corr) =
+                unsafe { block_dot(&blk, r.q.as_ptr().add(256 * b), r.sums.as_ptr().add(16 * b)) };
+            let isum = _mm512_reduce_add_epi32(_mm512_sub_epi32(acc, corr));
+            l[b % BLOCK_LANES] += isum as f32 * (d * r.d[b]);
+        }
     }
-    fold(lanes)
+    lanes.map(fold)
 }

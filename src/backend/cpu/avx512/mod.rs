@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use std::ops::Range;
 
 use super::matmul::{Acts, Cols};
-use crate::model::quant::{ActRow, QType, Q8Row};
+use crate::model::quant::{ActRow, Q8Row, QType};
 use crate::model::tensor::Tensor;
 
 /// Per-thread buffers for one prepared weight row.
@@ -65,7 +65,11 @@ fn q8_row<'a>(acts: &'a Acts<'_>, i: usize) -> Q8Row<'a> {
 /// Lane mask selecting the first `n` (<= 16) lanes.
 #[inline(always)]
 fn lane_mask(n: usize) -> __mmask16 {
-    if n >= 16 { 0xFFFF } else { ((1u32 << n) - 1) as __mmask16 }
+    if n >= 16 {
+        0xFFFF
+    } else {
+        ((1u32 << n) - 1) as __mmask16
+    }
 }
 
 /// Folds 16 lanes by halving (8, 4, 2, 1), as `lanes::fold` does.

@@ -6,8 +6,16 @@ use super::*;
 use crate::model::quant::testutil::{Rng, random_tensor, random_x};
 use crate::model::quant::{QType, dot_ref};
 
-const ALL: [QType; 8] =
-    [QType::F32, QType::F16, QType::BF16, QType::Q8_0, QType::Q4_1, QType::Q5_0, QType::Q4K, QType::Q6K];
+const ALL: [QType; 8] = [
+    QType::F32,
+    QType::F16,
+    QType::BF16,
+    QType::Q8_0,
+    QType::Q4_1,
+    QType::Q5_0,
+    QType::Q4K,
+    QType::Q6K,
+];
 
 /// Row lengths that exercise whole and partial 16-block groups, one and
 /// several super-blocks, and float tails.
@@ -28,14 +36,25 @@ fn run_on(isa: Isa, w: &Tensor, x: &[f32], m: usize) -> Vec<f32> {
 /// Asserts bitwise equality, naming the first differing element.
 fn assert_same(got: &[f32], want: &[f32], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");
-    let diff: Vec<usize> = (0..got.len()).filter(|&i| got[i].to_bits() != want[i].to_bits()).collect();
+    let diff: Vec<usize> = (0..got.len())
+        .filter(|&i| got[i].to_bits() != want[i].to_bits())
+        .collect();
     if let Some(&i) = diff.first() {
-        panic!("{what}: {} of {} differ, first at {i}: {} vs {}", diff.len(), got.len(), got[i], want[i]);
+        panic!(
+            "{what}: {} of {} differ, first at {i}: {} vs {}",
+            diff.len(),
+            got.len(),
+            got[i],
+            want[i]
+        );
     }
 }
 
 fn pool(threads: usize) -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool")
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool")
 }
 
 #[test]
@@ -57,7 +76,11 @@ fn scalar_path_is_the_reference_dot() {
                     acts.quantize(qtype.act_format(), xi, cols);
                     dot_ref(qtype, w.row_bytes(r), ActRow::Q8(acts.row(0)))
                 };
-                assert_eq!(out[i * n + r].to_bits(), want.to_bits(), "{qtype:?} ({i}, {r})");
+                assert_eq!(
+                    out[i * n + r].to_bits(),
+                    want.to_bits(),
+                    "{qtype:?} ({i}, {r})"
+                );
             }
         }
     }
@@ -74,7 +97,10 @@ fn every_available_isa_matches_scalar_bitwise() {
             let w = random_tensor(qtype, n, cols, &mut rng);
             let x = random_x(m * cols, &mut rng);
             let want = run_on(Isa::Scalar, &w, &x, m);
-            assert!(want.iter().all(|v| v.is_finite()), "{qtype:?}: non-finite reference");
+            assert!(
+                want.iter().all(|v| v.is_finite()),
+                "{qtype:?}: non-finite reference"
+            );
             for &isa in &isas[1..] {
                 let got = run_on(isa, &w, &x, m);
                 assert_same(&got, &want, &format!("{isa:?} {qtype:?} cols {cols}"));
@@ -100,7 +126,11 @@ fn a_row_alone_equals_the_same_row_inside_a_batch() {
             let row = 7;
             let alone = run_on(isa, &w, &x[row * cols..(row + 1) * cols], 1);
             let batched = run_on(isa, &w, &x, 16);
-            assert_same(&alone, &batched[row * n..(row + 1) * n], &format!("{isa:?} {qtype:?} m=16"));
+            assert_same(
+                &alone,
+                &batched[row * n..(row + 1) * n],
+                &format!("{isa:?} {qtype:?} m=16"),
+            );
             let pair = run_on(isa, &w, &x[(row - 1) * cols..(row + 1) * cols], 2);
             assert_same(&alone, &pair[n..], &format!("{isa:?} {qtype:?} m=2"));
         }
@@ -133,8 +163,11 @@ fn nested_calls_from_rayon_jobs_agree_with_serial_calls() {
     let w = random_tensor(QType::Q4_1, 200, 576, &mut rng);
     let xs: Vec<Vec<f32>> = (0..8).map(|_| random_x(4 * 576, &mut rng)).collect();
     let serial: Vec<Vec<f32>> = xs.iter().map(|x| run_on(Isa::detect(), &w, x, 4)).collect();
-    let nested: Vec<Vec<f32>> =
-        pool(2).install(|| xs.par_iter().map(|x| run_on(Isa::detect(), &w, x, 4)).collect());
+    let nested: Vec<Vec<f32>> = pool(2).install(|| {
+        xs.par_iter()
+            .map(|x| run_on(Isa::detect(), &w, x, 4))
+            .collect()
+    });
     for (s, p) in serial.iter().zip(&nested) {
         assert_same(p, s, "nested vs serial");
     }
@@ -157,4 +190,3 @@ fn mismatched_x_length_panics() {
     let w = random_tensor(QType::Q8_0, 4, 64, &mut rng);
     matmul(&w, &[0.0; 63], 1, &mut [0.0; 4]);
 }
-
