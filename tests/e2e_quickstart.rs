@@ -43,7 +43,10 @@ fn quickstart_job_runs_and_duckdb_reads_the_output() {
     let r: Vec<i64> = rows[0].iter().map(|v| v.as_i64().unwrap()).collect();
     assert_eq!(r[0], n_input, "every input row appears once");
     assert_eq!(r[1], n_input, "no input row appears twice");
-    assert_eq!(r[3], 8, "exactly the 8 deliberately bad rows are error rows: {r:?}");
+    assert_eq!(
+        r[3], 8,
+        "exactly the 8 deliberately bad rows are error rows: {r:?}"
+    );
     assert_eq!(r[2], n_input - 8, "every other row answers: {r:?}");
     assert_eq!(r[4], r[2], "every ok row has non-empty text");
     assert_eq!(r[5], r[3], "every error row has a kind and a message");
@@ -65,7 +68,11 @@ fn quickstart_job_runs_and_duckdb_reads_the_output() {
     );
 
     // Real answers from the real model: factual rows name the right thing.
-    for (id, word) in [("q-014", "pacific"), ("c-005", "8"), ("q-011", "def ")] {
+    for (id, word) in [
+        ("qs-001", "paris"),
+        ("qs-028", "2, 3, 5, 7"),
+        ("qs-022", "def "),
+    ] {
         let hits = common::duckdb_query(&format!(
             "select count(*) from read_parquet({data}) where id = '{id}' and status = 'ok' \
              and lower(output_text) like '%{word}%'"
@@ -79,19 +86,27 @@ fn quickstart_job_runs_and_duckdb_reads_the_output() {
         "select topic, error_kind from read_parquet({data}) where status = 'error' order by topic"
     ));
     let expect = [
-        ("duplicate id", "duplicate_id"),
-        ("empty prompt", "empty_prompt"),
-        ("message with null content", "invalid_messages"),
-        ("message with unknown role", "invalid_messages"),
-        ("negative max_new_tokens", "invalid_override"),
-        ("null prompt and null messages", "null_prompt"),
-        ("prompt longer than the context", "prompt_too_long"),
-        ("whitespace-only prompt", "empty_prompt"),
+        ("duplicate_id", "duplicate_id"),
+        ("empty_prompt", "empty_prompt"),
+        ("message_with_null_content", "invalid_messages"),
+        ("message_with_unknown_role_wizard", "invalid_messages"),
+        ("negative_max_new_tokens", "invalid_override"),
+        ("null_prompt_and_null_messages", "null_prompt"),
+        ("prompt_longer_than_context", "prompt_too_long"),
+        ("whitespace_only_prompt", "empty_prompt"),
     ];
     let got: Vec<(String, String)> = kinds
         .iter()
-        .map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_str().unwrap().to_string()))
+        .map(|r| {
+            (
+                r[0].as_str().unwrap().to_string(),
+                r[1].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
-    let want: Vec<(String, String)> = expect.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    let want: Vec<(String, String)> = expect
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
     assert_eq!(got, want);
 }

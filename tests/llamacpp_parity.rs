@@ -50,14 +50,25 @@ struct TokenizerCase {
 /// remains is float summation order, llama.cpp's f16 flash-attention
 /// accumulation and f16 KV rounding, compounded over the layers.
 fn check(fixture_file: &str, tolerance: f32) {
-    let path = common::root().join("tests/fixtures/llamacpp").join(fixture_file);
+    let path = common::root()
+        .join("tests/fixtures/llamacpp")
+        .join(fixture_file);
     let f: Fixture = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     let model_path = common::model_path(&f.model_file);
-    assert_eq!(model_sha256(&model_path).unwrap(), f.model_sha256, "fixture made from this file");
+    assert_eq!(
+        model_sha256(&model_path).unwrap(),
+        f.model_sha256,
+        "fixture made from this file"
+    );
     let m = load_model(&model_path).unwrap();
     let tok = m.tokenizer.clone();
     for case in &f.tokenizer_cases {
-        assert_eq!(tok.encode(&case.text).unwrap(), case.ids, "token ids of {:?}", case.text);
+        assert_eq!(
+            tok.encode(&case.text).unwrap(),
+            case.ids,
+            "token ids of {:?}",
+            case.text
+        );
     }
     let block = 16;
     let mut exec = CpuDenseExecutor::new(m.weights, 256 * block as u64 * 30 * 2 * 256 * 2, block);
@@ -66,7 +77,11 @@ fn check(fixture_file: &str, tolerance: f32) {
     let mut compared = 0usize;
     let (mut steps, mut agree) = (0usize, 0usize);
     for (pi, p) in f.prompts.iter().enumerate() {
-        assert_eq!(tok.encode(&p.text).unwrap(), p.prompt_ids, "prompt {pi} token ids");
+        assert_eq!(
+            tok.encode(&p.text).unwrap(),
+            p.prompt_ids,
+            "prompt {pi} token ids"
+        );
         let total = p.prompt_ids.len() + p.tokens.len();
         let table: Vec<u32> = (0..total.div_ceil(block) as u32).collect();
         let mut feed = p.prompt_ids.clone();
@@ -114,8 +129,14 @@ fn check(fixture_file: &str, tolerance: f32) {
     eprintln!(
         "{fixture_file}: {compared} logits compared, max |diff| {worst:.4}, mean |diff| {mean:.4}; greedy agreement {agree}/{steps}"
     );
-    assert!(mean <= f64::from(tolerance) / 4.0, "mean |diff| {mean} too large");
-    assert!(share >= MIN_AGREEMENT, "greedy agreement {share:.3} below {MIN_AGREEMENT}");
+    assert!(
+        mean <= f64::from(tolerance) / 4.0,
+        "mean |diff| {mean} too large"
+    );
+    assert!(
+        share >= MIN_AGREEMENT,
+        "greedy agreement {share:.3} below {MIN_AGREEMENT}"
+    );
 }
 
 // Tolerances are set above what was measured (scripts/test.sh on the

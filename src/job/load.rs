@@ -1,111 +1,161 @@
-//! Loading a job spec: YAML parse (unknown keys rejected), validation, and
-//! errors that name the field path and the YAML line and column.
+//! Reading a job spec: YAML text -> typed [`JobSpec`] -> validated, with
+//! every problem located by field path, line and column.
+//!
+//! serde-saphyr gives each deserialization error a position but no field
+//! path; [`SourceMap`] turns the position back into a path (the key of an
+//! unknown field, the value of a wrong type, the mapping missing a key).
+//! Validation works on the typed spec and names fields by path;
+//! [`SourceMap::locate`] turns the path into a position.
 
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
+use serde_saphyr::{Error as YamlError, MessageFormatter, UserMessageFormatter};
 
-use super::located::Locations;
+use super::error::{Diagnostic, SpecError};
+use super::expected::expected;
+use super::locate::{Pos, Shape, SourceMap, join};
 use super::spec::JobSpec;
-use super::validate::validate;
 
-/// Why a job spec cannot be used (exit code 2).
-#[derive(Debug, thiserror::Error)]
-pub enum SpecError {
-    #[error("cannot read job spec {file}: {source}")]
-    Read {
-        file: String,
-        source: std::io::Error,
-    },
-    #[error("{file}: `{field}`: {message}{}", at(*.line, *.column))]
-    Invalid {
-        file: String,
-        /// Dotted field path (`generation.top_p`); `(document)` for the whole file.
-        field: String,
-        message: String,
-        line: Option<u64>,
-        column: Option<u64>,
-    },
-}
-
-fn at(line: Option<u64>, column: Option<u64>) -> String {
-    match (line, column) {
-        (Some(l), Some(c)) => format!(" (line {l}, column {c})"),
-        _ => String::new(),
-    }
-}
+/// How the document itself is named in diagnostics.
+const TOP_LEVEL: &str = "(top level)";
 
 impl JobSpec {
-    /// Reads, parses and validates a job spec file.
-    pub fn load(path: &Path) -> Result<JobSpec, SpecError> {
+    /// Reads, parses and validates the spec file at `path`. Relative paths
+    /// inside the spec are left as written (they resolve against the
+    /// working directory when used).
+    pub fn load(path: impl AsRef<Path>) -> Result<JobSpec, SpecError> {
+        let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
-            file: path.display().to_string(),
+            path: path.display().to_string(),
             source,
         })?;
         JobSpec::from_yaml(&text, &path.display().to_string())
     }
 
-    /// Parses and validates YAML text; `file` names it in errors.
-    pub fn from_yaml(text: &str, file: &str) -> Result<JobSpec, SpecError> {
-        let mut field = String::new();
-        let parsed = serde_saphyr::with_deserializer_from_str(text, |de| {
-            serde_path_to_error::deserialize::<_, JobSpec>(de).map_err(|e| {
-                field = e.path().to_string();
-                e.into_inner()
-            })
-        });
-        let spec = match parsed {
-            Ok(spec) => spec,
-            Err(e) => {
-                let loc = e.location();
-                return Err(SpecError::Invalid {
-                    file: file.to_string(),
-                    field: if field.is_empty() || field == "." {
-                        "(document)".into()
-                    } else {
-                        field
-                    },
-                    message: first_line(&e.to_string()),
-                    line: loc.map(|l| l.line()),
-                    column: loc.map(|l| l.column()),
-                });
-            }
+    /// Parses and validates spec text; `source_name` names it in errors.
+    pub fn from_yaml(text: &str, source_name: &str) -> Result<JobSpec, SpecError> {
+        let located = |field: String, message: String, pos: Pos| Diagnostic {
+            source_name: source_name.to_string(),
+            field: clean(&field),
+            message: clean(&message),
+            line: pos.line,
+            column: pos.column,
         };
-        if let Err((field, message)) = validate(&spec) {
-            let loc = Locations::of(text).find(&field);
-            return Err(SpecError::Invalid {
-                file: file.to_string(),
-                field,
+        let map = SourceMap::build(text);
+        if map.is_empty() {
+            let message = "missing required key (the spec is empty)".to_string();
+            return Err(SpecError::Invalid(vec![located(
+                "inputs".to_string(),
                 message,
-                line: loc.map(|l| l.0),
-                column: loc.map(|l| l.1),
-            });
+                Pos::START,
+            )]));
+        }
+        let spec: JobSpec = serde_saphyr::from_str(text).map_err(|e| {
+            let (field, message, pos) = explain(&e, &map);
+            SpecError::Invalid(vec![located(field, message, pos)])
+        })?;
+        if let Err(violations) = spec.validate() {
+            let mut found: Vec<Diagnostic> = violations
+                .into_iter()
+                .map(|v| {
+                    let pos = map.locate(&v.field);
+                    located(v.field, v.message, pos)
+                })
+                .collect();
+            found.sort_by_key(|d| (d.line, d.column));
+            return Err(SpecError::Invalid(found));
         }
         Ok(spec)
     }
-
-    /// A stable hex sha256 of what determines the results: inputs, model and
-    /// generation settings, with defaults filled in. Engine limits and output
-    /// settings are left out on purpose: changing threads, memory or the
-    /// output path must not make a resumed run refuse its own output (batch
-    /// invariance makes results independent of them).
-    pub fn spec_hash(&self) -> String {
-        let canonical = serde_json::json!({
-            "inputs": self.inputs,
-            "model": self.model,
-            "generation": self.generation,
-        });
-        // serde_json maps are sorted by key, so this text is canonical.
-        let text = canonical.to_string();
-        format!("{:x}", Sha256::digest(text.as_bytes()))
-    }
 }
 
-/// serde-saphyr appends its own location and source snippets to the message;
-/// keep the message (the location is reported once, by [`SpecError`]).
-fn first_line(s: &str) -> String {
-    let line = s.lines().next().unwrap_or(s).trim();
-    line.rfind(" at line ")
-        .map_or(line, |i| &line[..i])
-        .to_string()
+/// Field path, message and position for a YAML or schema error.
+fn explain(err: &YamlError, map: &SourceMap) -> (String, String, Pos) {
+    let inner = err.without_snippet();
+    let pos = inner
+        .location()
+        .filter(|l| l.line() > 0)
+        .map_or(Pos::START, |l| Pos {
+            line: l.line() as usize,
+            column: l.column() as usize,
+        });
+    let library_message = UserMessageFormatter.format_message(inner).into_owned();
+    let nearest = || {
+        map.value_at(pos)
+            .or_else(|| map.key_at(pos))
+            .or_else(|| map.preceding(pos))
+            .map(|n| n.path.clone())
+    };
+    let (path, message) = match inner {
+        YamlError::SerdeUnknownField {
+            field, expected, ..
+        } => {
+            let path = map
+                .key_at(pos)
+                .map(|n| n.path.clone())
+                .or_else(|| map.value_at(pos).map(|n| join(&n.path, field)))
+                .unwrap_or_else(|| field.clone());
+            let message = if expected.is_empty() {
+                "unknown key".to_string()
+            } else {
+                format!("unknown key; expected one of: {}", expected.join(", "))
+            };
+            (path, message)
+        }
+        YamlError::MultipleDocuments { .. } => (String::new(), library_message),
+        YamlError::SerdeMissingField { field, .. } => {
+            let path = map
+                .value_at(pos)
+                .map_or_else(|| field.to_string(), |n| join(&n.path, field));
+            (path, "missing required key".to_string())
+        }
+        YamlError::DuplicateMappingKey { .. } => {
+            let path = map.key_at(pos).map(|n| n.path.clone()).or_else(nearest);
+            (path.unwrap_or_default(), library_message)
+        }
+        YamlError::SerdeInvalidType { .. }
+        | YamlError::SerdeInvalidValue { .. }
+        | YamlError::SerdeUnknownVariant { .. }
+        | YamlError::InvalidScalar { .. }
+        | YamlError::Unexpected { .. }
+        | YamlError::NullIntoString { .. }
+        | YamlError::InvalidBooleanStrict { .. } => match map.value_at(pos) {
+            Some(n) => {
+                // A mapping where a mapping belongs means the library fell
+                // back to the enclosing mapping's position: its own words
+                // are then more accurate than "expected X, got Y".
+                let fallback = n.shape == Shape::Mapping
+                    && expected(&n.path).is_some_and(|w| w.starts_with("a mapping"));
+                let message = match expected(&n.path) {
+                    Some(want) if !fallback => {
+                        format!("expected {want}, got {}", n.shape.describe())
+                    }
+                    _ => library_message,
+                };
+                (n.path.clone(), message)
+            }
+            None => (nearest().unwrap_or_default(), library_message),
+        },
+        _ => (nearest().unwrap_or_default(), library_message),
+    };
+    let path = if path.is_empty() {
+        TOP_LEVEL.to_string()
+    } else {
+        path
+    };
+    (path, message, pos)
+}
+
+/// Keeps control characters from user text out of one-line messages.
+fn clean(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }

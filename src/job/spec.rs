@@ -1,5 +1,10 @@
-//! Job spec types. Unknown keys are rejected everywhere; every field has a
-//! documented default (docs/job-spec.md).
+//! Job spec types, as written in the YAML file (docs/job-spec.md).
+//!
+//! Invariants: unknown keys are rejected at every level; every optional key
+//! has its default here and nowhere else, so a spec with a key omitted and one
+//! with the key set to its default deserialize to equal values (the spec hash
+//! relies on this). Parsing is [`JobSpec::from_yaml`]; value rules live in
+//! `validate.rs`.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,7 +16,8 @@ pub struct JobSpec {
     /// Path to a GGUF file or an HF-style safetensors directory.
     #[serde(default = "default_model")]
     pub model: String,
-    /// Expected sha256 of the model file; the job refuses a different file.
+    /// Expected sha256 (hex) of the model file; a mismatch fails the job
+    /// before any work.
     #[serde(default)]
     pub model_sha256: Option<String>,
     #[serde(default)]
@@ -35,8 +41,9 @@ pub struct InputSpec {
     pub paths: Vec<String>,
     #[serde(default = "default_id_column")]
     pub id_column: String,
-    /// Column holding plain-text prompts. Exactly one of `prompt_column` and
-    /// `messages_column` is set.
+    /// Column holding plain-text prompts. At least one of `prompt_column` and
+    /// `messages_column` is set; with both, a row uses its messages when they
+    /// are non-null and its prompt otherwise.
     #[serde(default)]
     pub prompt_column: Option<String>,
     /// Column holding chat messages: `list<struct<role, content>>` or a JSON string.
@@ -67,7 +74,8 @@ fn default_id_column() -> String {
     "id".to_string()
 }
 
-/// Names of the optional per-row override columns.
+/// Names of the optional per-row override columns; a non-null value in such
+/// a column replaces the matching `generation` default for that row.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OverrideColumns {
@@ -87,18 +95,23 @@ pub struct OverrideColumns {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GenerationSpec {
+    /// At least 1.
     #[serde(default = "default_max_new_tokens")]
     pub max_new_tokens: u32,
-    /// 0 means greedy.
+    /// 0 means greedy; never negative.
     #[serde(default)]
     pub temperature: f32,
+    /// Nucleus sampling mass, in (0, 1]; 1 means no cut.
     #[serde(default = "default_top_p")]
     pub top_p: f32,
     /// 0 means no top-k cut.
     #[serde(default)]
     pub top_k: u32,
+    /// Sampling seed; each row's own generator starts from it (or from the
+    /// row's override).
     #[serde(default)]
     pub seed: u64,
+    /// Generation ends when the output contains one of these (non-empty) strings.
     #[serde(default)]
     pub stop: Vec<String>,
     /// System prompt for chat rows without one; the model's default when absent.
@@ -134,13 +147,15 @@ pub struct EngineSpec {
     /// Compute threads; 0 means all cores.
     #[serde(default)]
     pub threads: usize,
+    /// Rows in flight at once; at least 1.
     #[serde(default = "default_max_concurrent_rows")]
     pub max_concurrent_rows: usize,
-    /// Most tokens (prefill + decode) in one forward step.
+    /// Most tokens (prefill + decode) in one forward step; at least 1.
     #[serde(default = "default_max_batch_tokens")]
     pub max_batch_tokens: usize,
-    /// KV cache memory budget in bytes; accepts `4GiB`, `512MiB`, `1000000`.
-    #[serde(default = "default_kv_cache_bytes", with = "byte_size")]
+    /// KV cache memory budget in bytes, above 0; written as `4GiB`,
+    /// `512MiB` or `1000000`.
+    #[serde(default = "default_kv_cache_bytes", with = "super::byte_size")]
     pub kv_cache_bytes: u64,
 }
 
@@ -169,7 +184,9 @@ impl Default for EngineSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSpec {
+    /// Output directory; must not be empty.
     pub path: String,
+    /// Rows per committed part file; at least 1.
     #[serde(default = "default_rows_per_part")]
     pub rows_per_part: usize,
     #[serde(default)]
@@ -191,54 +208,4 @@ pub enum Compression {
     Zstd,
     Snappy,
     None,
-}
-
-/// Serde helpers for byte sizes written as integers or as `4GiB`-style strings.
-pub mod byte_size {
-    use serde::{Deserialize, Deserializer, Serializer, de};
-
-    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(*v)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Int(v) => Ok(v),
-            Raw::Text(t) => parse(&t).map_err(de::Error::custom),
-        }
-    }
-
-    /// Parses `123`, `64KiB`, `512MiB`, `4GiB`, `1TiB`, `10KB`, `3MB`, `2GB`.
-    pub fn parse(text: &str) -> Result<u64, String> {
-        let t = text.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("expected a byte size like `4GiB`, got `{text}`"))?;
-        let mult: u64 = match unit.trim() {
-            "" | "B" => 1,
-            "KiB" => 1 << 10,
-            "MiB" => 1 << 20,
-            "GiB" => 1 << 30,
-            "TiB" => 1 << 40,
-            "KB" => 1_000,
-            "MB" => 1_000_000,
-            "GB" => 1_000_000_000,
-            "TB" => 1_000_000_000_000,
-            u => {
-                return Err(format!(
-                    "unknown byte-size unit `{u}` in `{text}` (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
-                ));
-            }
-        };
-        n.checked_mul(mult)
-            .ok_or_else(|| format!("byte size `{text}` overflows"))
-    }
 }

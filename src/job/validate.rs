@@ -1,116 +1,173 @@
-//! Semantic checks of a parsed job spec. Each failure is (field path,
-//! message); the loader adds the YAML location.
+//! Value rules of a job spec that the types alone cannot express.
+//!
+//! Invariants: [`JobSpec::validate`] looks only at the spec itself (no files,
+//! no model), reports every violation rather than the first, and names each
+//! by its field path as written in YAML so the loader can locate it.
+//! Checks that need the filesystem or the data (do the inputs exist, do the
+//! columns exist and have usable types) belong to the input reader.
+
+use std::collections::HashMap;
 
 use super::spec::{JobSpec, PromptFormat};
+use crate::io::FIXED_COLUMNS;
 
-/// Output column names a pass-through column may not reuse.
-const OUTPUT_COLUMNS: [&str; 15] = [
-    "id",
-    "input_file",
-    "input_row",
-    "status",
-    "error_kind",
-    "error_message",
-    "output_text",
-    "finish_reason",
-    "prompt_tokens",
-    "completion_tokens",
-    "model",
-    "spec_hash",
-    "seed",
-    "time_to_first_token_ms",
-    "latency_ms",
-];
-
-type Check = Result<(), (String, String)>;
-
-fn fail(field: &str, message: impl Into<String>) -> Check {
-    Err((field.to_string(), message.into()))
+/// One broken rule: which field, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub field: String,
+    pub message: String,
 }
 
-/// Returns the first problem found, in document order.
-pub fn validate(s: &JobSpec) -> Check {
-    let i = &s.inputs;
-    if i.paths.is_empty() {
-        return fail(
-            "inputs.paths",
-            "must list at least one Parquet file or glob",
-        );
+#[derive(Default)]
+struct Checker {
+    found: Vec<Violation>,
+}
+
+impl Checker {
+    fn fail(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.found.push(Violation {
+            field: field.into(),
+            message: message.into(),
+        });
     }
-    for (n, p) in i.paths.iter().enumerate() {
-        if p.trim().is_empty() {
-            return fail(&format!("inputs.paths[{n}]"), "must not be empty");
+
+    fn non_empty(&mut self, field: impl Into<String>, value: &str) {
+        if value.trim().is_empty() {
+            self.fail(field, "must not be empty");
         }
     }
-    if i.id_column.trim().is_empty() {
-        return fail("inputs.id_column", "must not be empty");
-    }
-    if i.prompt_column.is_none() && i.messages_column.is_none() {
-        return fail(
-            "inputs",
-            "set `prompt_column` (plain text) and/or `messages_column` (chat messages)",
-        );
-    }
-    if i.prompt_column.is_none() && i.prompt_format == PromptFormat::Raw {
-        return fail("inputs.prompt_format", "`raw` needs a `prompt_column`");
-    }
-    for (n, c) in i.pass_through.iter().enumerate() {
-        let field = format!("inputs.pass_through[{n}]");
-        if OUTPUT_COLUMNS.contains(&c.as_str()) {
-            return fail(&field, format!("`{c}` is an output column name; rename it"));
-        }
-        if i.pass_through[..n].contains(c) {
-            return fail(&field, format!("`{c}` is listed twice"));
+
+    fn at_least_one(&mut self, field: &str, value: u64) {
+        if value < 1 {
+            self.fail(field, format!("must be at least 1, got {value}"));
         }
     }
-    if s.model.trim().is_empty() {
-        return fail("model", "must name a GGUF file or a model directory");
+}
+
+impl JobSpec {
+    /// Checks every value rule (docs/job-spec.md); returns all violations,
+    /// in the order the keys appear in the spec's types.
+    pub fn validate(&self) -> Result<(), Vec<Violation>> {
+        let mut c = Checker::default();
+        self.check_inputs(&mut c);
+        c.non_empty("model", &self.model);
+        if let Some(sha) = &self.model_sha256
+            && !(sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            c.fail("model_sha256", "must be 64 hexadecimal digits");
+        }
+        self.check_generation(&mut c);
+        let e = &self.engine;
+        c.at_least_one("engine.max_concurrent_rows", e.max_concurrent_rows as u64);
+        c.at_least_one("engine.max_batch_tokens", e.max_batch_tokens as u64);
+        if e.kv_cache_bytes == 0 {
+            c.fail("engine.kv_cache_bytes", "must be greater than 0");
+        }
+        c.non_empty("output.path", &self.output.path);
+        c.at_least_one("output.rows_per_part", self.output.rows_per_part as u64);
+        if c.found.is_empty() {
+            Ok(())
+        } else {
+            Err(c.found)
+        }
     }
-    if let Some(h) = &s.model_sha256
-        && (h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()))
-    {
-        return fail("model_sha256", "must be 64 hex digits");
-    }
-    let g = &s.generation;
-    if g.max_new_tokens == 0 {
-        return fail("generation.max_new_tokens", "must be at least 1");
-    }
-    if !(g.temperature >= 0.0 && g.temperature.is_finite()) {
-        return fail(
-            "generation.temperature",
-            format!("must be >= 0 (0 = greedy), got {}", g.temperature),
-        );
-    }
-    if !(g.top_p > 0.0 && g.top_p <= 1.0) {
-        return fail(
-            "generation.top_p",
-            format!("must be in (0, 1], got {}", g.top_p),
-        );
-    }
-    for (n, st) in g.stop.iter().enumerate() {
-        if st.is_empty() {
-            return fail(
-                &format!("generation.stop[{n}]"),
-                "stop strings must not be empty",
+
+    fn check_inputs(&self, c: &mut Checker) {
+        let i = &self.inputs;
+        if i.paths.is_empty() {
+            c.fail(
+                "inputs.paths",
+                "must list at least one file or glob pattern",
             );
         }
+        for (n, p) in i.paths.iter().enumerate() {
+            let field = format!("inputs.paths[{n}]");
+            if p.trim().is_empty() {
+                c.fail(field, "must not be empty");
+            } else if p.contains(['*', '?', '['])
+                && let Err(e) = glob::Pattern::new(p)
+            {
+                c.fail(field, format!("invalid glob pattern `{p}`: {e}"));
+            }
+        }
+        c.non_empty("inputs.id_column", &i.id_column);
+        match (&i.prompt_column, &i.messages_column) {
+            (None, None) => c.fail(
+                "inputs.prompt_column",
+                "set `prompt_column`, `messages_column` or both",
+            ),
+            (Some(p), Some(m)) if p == m && !p.trim().is_empty() => c.fail(
+                "inputs.messages_column",
+                format!("must differ from `prompt_column` (both are `{p}`)"),
+            ),
+            _ => {}
+        }
+        if i.prompt_format == PromptFormat::Raw && i.prompt_column.is_none() {
+            c.fail(
+                "inputs.prompt_format",
+                "`raw` applies to plain-text prompts and needs a `prompt_column`",
+            );
+        }
+        if let Some(p) = &i.prompt_column {
+            c.non_empty("inputs.prompt_column", p);
+        }
+        if let Some(m) = &i.messages_column {
+            c.non_empty("inputs.messages_column", m);
+        }
+        let o = &i.overrides;
+        for (key, column) in [
+            ("max_new_tokens", &o.max_new_tokens),
+            ("temperature", &o.temperature),
+            ("top_p", &o.top_p),
+            ("top_k", &o.top_k),
+            ("seed", &o.seed),
+        ] {
+            if let Some(column) = column {
+                c.non_empty(format!("inputs.overrides.{key}"), column);
+            }
+        }
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (n, column) in i.pass_through.iter().enumerate() {
+            let field = format!("inputs.pass_through[{n}]");
+            if column.trim().is_empty() {
+                c.fail(field, "must not be empty");
+            } else if let Some(first) = seen.get(column.as_str()) {
+                c.fail(
+                    field,
+                    format!("`{column}` is listed twice (also at pass_through[{first}])"),
+                );
+            } else if FIXED_COLUMNS.contains(&column.as_str()) {
+                c.fail(
+                    field,
+                    format!(
+                        "`{column}` collides with an output column; output columns are: {}",
+                        FIXED_COLUMNS.join(", ")
+                    ),
+                );
+            }
+            seen.entry(column).or_insert(n);
+        }
     }
-    let e = &s.engine;
-    if e.max_concurrent_rows == 0 {
-        return fail("engine.max_concurrent_rows", "must be at least 1");
+
+    fn check_generation(&self, c: &mut Checker) {
+        let g = &self.generation;
+        c.at_least_one("generation.max_new_tokens", u64::from(g.max_new_tokens));
+        if !(g.temperature.is_finite() && g.temperature >= 0.0) {
+            c.fail(
+                "generation.temperature",
+                format!("must be a number >= 0 (0 = greedy), got {}", g.temperature),
+            );
+        }
+        if !(g.top_p.is_finite() && g.top_p > 0.0 && g.top_p <= 1.0) {
+            c.fail(
+                "generation.top_p",
+                format!("must be in (0, 1], got {}", g.top_p),
+            );
+        }
+        for (n, s) in g.stop.iter().enumerate() {
+            if s.is_empty() {
+                c.fail(format!("generation.stop[{n}]"), "must not be empty");
+            }
+        }
     }
-    if e.max_batch_tokens == 0 {
-        return fail("engine.max_batch_tokens", "must be at least 1");
-    }
-    if e.kv_cache_bytes == 0 {
-        return fail("engine.kv_cache_bytes", "must be more than 0");
-    }
-    let o = &s.output;
-    if o.path.trim().is_empty() {
-        return fail("output.path", "must not be empty");
-    }
-    if o.rows_per_part == 0 {
-        return fail("output.rows_per_part", "must be at least 1");
-    }
-    Ok(())
 }

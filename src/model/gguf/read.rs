@@ -110,7 +110,9 @@ impl<'a> Cursor<'a> {
             11 => MetaValue::I64(i64::from_le_bytes(self.array(key)?)),
             12 => MetaValue::F64(f64::from_le_bytes(self.array(key)?)),
             other => {
-                return Err(self.corrupt(format!("metadata `{key}` has unknown value type {other}")));
+                return Err(
+                    self.corrupt(format!("metadata `{key}` has unknown value type {other}"))
+                );
             }
         })
     }
