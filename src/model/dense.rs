@@ -7,7 +7,7 @@
 
 use crate::model::config::DenseConfig;
 use crate::model::error::ModelError;
-use crate::model::quant::{QType, dequantize_row};
+use crate::model::quant::dequantize_row;
 use crate::model::tensor::Tensor;
 
 /// One transformer block.
@@ -104,17 +104,6 @@ pub const HF_NAMES: TensorNames = TensorNames {
         format!("model.layers.{i}.{suffix}")
     },
 };
-
-const MATRIX_TYPES: [QType; 8] = [
-    QType::F32,
-    QType::F16,
-    QType::BF16,
-    QType::Q8_0,
-    QType::Q4_1,
-    QType::Q5_0,
-    QType::Q4K,
-    QType::Q6K,
-];
 
 impl DenseWeights {
     /// Loads and validates every tensor the config implies.
@@ -224,19 +213,12 @@ fn matrix(
             found: (t.rows, t.cols),
         });
     }
-    if !MATRIX_TYPES.contains(&t.qtype) {
-        return Err(ModelError::UnsupportedType {
-            path: src.path().to_string(),
-            tensor: name.to_string(),
-            qtype: t.qtype,
-        });
-    }
     Ok(t)
 }
 
 fn vector(src: &dyn TensorSource, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {
     let t = src.get(name)?;
-    if t.rows * t.cols != len || !matches!(t.qtype, QType::F32 | QType::F16 | QType::BF16) {
+    if t.rows * t.cols != len {
         return Err(ModelError::Shape {
             path: src.path().to_string(),
             tensor: name.to_string(),

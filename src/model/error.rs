@@ -39,12 +39,6 @@ pub enum ModelError {
         expected: (usize, usize),
         found: (usize, usize),
     },
-    #[error("model {path}: tensor `{tensor}` has type {qtype:?}, which this engine cannot run")]
-    UnsupportedType {
-        path: String,
-        tensor: String,
-        qtype: crate::model::quant::QType,
-    },
     #[error("model {path}: tokenizer: {source}")]
     Tokenizer {
         path: String,

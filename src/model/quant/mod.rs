@@ -46,6 +46,18 @@ pub enum QType {
 }
 
 impl QType {
+    /// Every format the engine runs.
+    pub const ALL: [QType; 8] = [
+        QType::F32,
+        QType::F16,
+        QType::BF16,
+        QType::Q8_0,
+        QType::Q4_1,
+        QType::Q5_0,
+        QType::Q4K,
+        QType::Q6K,
+    ];
+
     /// Values per block.
     pub fn block_size(self) -> usize {
         match self {

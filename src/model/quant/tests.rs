@@ -128,16 +128,7 @@ fn dequantize_row_rejects_a_short_row() {
     dequantize_row(QType::Q8_0, &[0u8; 33], &mut [0.0; 32]);
 }
 
-const ALL: [QType; 8] = [
-    QType::F32,
-    QType::F16,
-    QType::BF16,
-    QType::Q8_0,
-    QType::Q4_1,
-    QType::Q5_0,
-    QType::Q4K,
-    QType::Q6K,
-];
+const ALL: [QType; 8] = QType::ALL;
 
 /// Row lengths exercising partial 16-block groups and several super-blocks.
 fn test_cols(qtype: QType) -> &'static [usize] {

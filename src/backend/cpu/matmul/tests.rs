@@ -6,16 +6,7 @@ use super::*;
 use crate::model::quant::testutil::{Rng, random_tensor, random_x};
 use crate::model::quant::{QType, dot_ref};
 
-const ALL: [QType; 8] = [
-    QType::F32,
-    QType::F16,
-    QType::BF16,
-    QType::Q8_0,
-    QType::Q4_1,
-    QType::Q5_0,
-    QType::Q4K,
-    QType::Q6K,
-];
+const ALL: [QType; 8] = QType::ALL;
 
 /// Row lengths that exercise whole and partial 16-block groups, one and
 /// several super-blocks, and float tails.
