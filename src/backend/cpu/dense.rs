@@ -9,11 +9,15 @@ use rayon::prelude::*;
 
 use super::attention::{ChunkQueries, HeadLayout, attend};
 use super::kv_arena::KvArena;
-use super::matmul::matmul;
+use super::matmul::{matmul, matmul_many};
 use super::ops::{add_bias, rms_norm, rope, rope_freqs, silu_mul};
 use crate::backend::executor::{BackendError, Executor, ForwardBatch, ModelShape};
 use crate::model::dense::DenseWeights;
 use crate::model::quant::dequantize_row;
+
+/// Below this many tokens, per-token element-wise work (embedding lookup,
+/// RoPE) runs on the calling thread: waking the pool costs more than it saves.
+const PAR_MIN_TOKENS: usize = 16;
 
 /// Runs a [`DenseWeights`] model on the CPU with its own KV arena.
 pub struct CpuDenseExecutor {
@@ -109,13 +113,16 @@ impl Executor for CpuDenseExecutor {
         let t_total = tokens.len();
 
         let mut x = vec![0.0f32; t_total * d];
-        x.par_chunks_mut(d).zip(&tokens).for_each(|(row, &tok)| {
-            dequantize_row(
-                self.w.embed.qtype,
-                self.w.embed.row_bytes(tok as usize),
-                row,
-            );
-        });
+        x.par_chunks_mut(d)
+            .with_min_len(PAR_MIN_TOKENS)
+            .zip(&tokens)
+            .for_each(|(row, &tok)| {
+                dequantize_row(
+                    self.w.embed.qtype,
+                    self.w.embed.row_bytes(tok as usize),
+                    row,
+                );
+            });
 
         let mut h = vec![0.0f32; t_total * d];
         let mut q = vec![0.0f32; t_total * qd];
@@ -131,9 +138,12 @@ impl Executor for CpuDenseExecutor {
         };
         for (li, l) in self.w.layers.iter().enumerate() {
             rms_norm(&x, &l.attn_norm, c.rms_eps, &mut h);
-            matmul(&l.wq, &h, t_total, &mut q);
-            matmul(&l.wk, &h, t_total, &mut k);
-            matmul(&l.wv, &h, t_total, &mut v);
+            matmul_many(
+                &[&l.wq, &l.wk, &l.wv],
+                &h,
+                t_total,
+                &mut [&mut q, &mut k, &mut v],
+            );
             if let (Some(bq), Some(bk), Some(bv)) = (&l.bq, &l.bk, &l.bv) {
                 add_bias(&mut q, bq);
                 add_bias(&mut k, bk);
@@ -141,6 +151,7 @@ impl Executor for CpuDenseExecutor {
             }
             let freqs = &self.freqs;
             q.par_chunks_mut(qd)
+                .with_min_len(PAR_MIN_TOKENS)
                 .zip(k.par_chunks_mut(kvd))
                 .zip(&positions)
                 .for_each(|((qr, kr), &p)| {
@@ -180,8 +191,12 @@ impl Executor for CpuDenseExecutor {
                 *xv += ov;
             }
             rms_norm(&x, &l.ffn_norm, c.rms_eps, &mut h);
-            matmul(&l.w_gate, &h, t_total, &mut gate);
-            matmul(&l.w_up, &h, t_total, &mut up);
+            matmul_many(
+                &[&l.w_gate, &l.w_up],
+                &h,
+                t_total,
+                &mut [&mut gate, &mut up],
+            );
             silu_mul(&mut gate, &up);
             matmul(&l.w_down, &gate, t_total, &mut o);
             for (xv, ov) in x.iter_mut().zip(&o) {

@@ -19,7 +19,8 @@ use crate::model::quant::{self, ActFormat, ActRow, QuantActs};
 use crate::model::tensor::Tensor;
 
 thread_local! {
-    static ACTS: RefCell<QuantActs> = RefCell::new(QuantActs::new());
+    /// Quantized activation buffers, one per activation format of a call.
+    static ACTS: RefCell<Vec<QuantActs>> = const { RefCell::new(Vec::new()) };
 }
 
 /// `out = x · wᵀ`: `x` is `m × w.cols` row-major, `out` is `m × w.rows`.
@@ -29,47 +30,82 @@ pub fn matmul(w: &Tensor, x: &[f32], m: usize, out: &mut [f32]) {
     matmul_on(Isa::detect(), w, x, m, out);
 }
 
+/// Several matmuls over the same input `x` (Q, K and V; gate and up) in one
+/// parallel dispatch: fewer thread-pool wake-ups per layer, and bitwise the
+/// same results as separate [`matmul`] calls.
+pub fn matmul_many(ws: &[&Tensor], x: &[f32], m: usize, outs: &mut [&mut [f32]]) {
+    matmul_many_on(Isa::detect(), ws, x, m, outs);
+}
+
 /// [`matmul`] with an explicit kernel family (which must be available on
 /// this CPU: see [`Isa::is_available`]); for tests and benchmarks.
 pub fn matmul_on(isa: Isa, w: &Tensor, x: &[f32], m: usize, out: &mut [f32]) {
+    matmul_many_on(isa, &[w], x, m, &mut [out]);
+}
+
+/// [`matmul_many`] with an explicit kernel family.
+pub fn matmul_many_on(isa: Isa, ws: &[&Tensor], x: &[f32], m: usize, outs: &mut [&mut [f32]]) {
     assert!(
         isa.is_available(),
         "{isa:?} kernels are not supported by this CPU"
     );
-    assert_eq!(
-        x.len(),
-        m * w.cols,
-        "matmul {}: x is not {m} rows of {}",
-        w.name,
-        w.cols
-    );
-    assert_eq!(
-        out.len(),
-        m * w.rows,
-        "matmul {}: out is not {m} rows of {}",
-        w.name,
-        w.rows
-    );
-    if m == 0 || w.rows == 0 {
+    assert_eq!(ws.len(), outs.len(), "one output per weight");
+    for (w, out) in ws.iter().zip(outs.iter()) {
+        assert_eq!(
+            x.len(),
+            m * w.cols,
+            "matmul {}: x is not {m} rows of {}",
+            w.name,
+            w.cols
+        );
+        assert_eq!(
+            out.len(),
+            m * w.rows,
+            "matmul {}: out is not {m} rows of {}",
+            w.name,
+            w.rows
+        );
+    }
+    if m == 0 {
         return;
     }
-    if w.cols == 0 {
-        out.fill(0.0);
+    let Some(cols) = ws.first().map(|w| w.cols) else {
+        return;
+    };
+    if cols == 0 {
+        outs.iter_mut().for_each(|o| o.fill(0.0));
         return;
     }
-    let format = w.qtype.act_format();
-    if format == ActFormat::F32 {
-        return run(isa, w, &Acts::f32(x, w.cols), m, out);
+    let mut formats: Vec<ActFormat> = Vec::new();
+    for w in ws {
+        let f = w.qtype.act_format();
+        if f != ActFormat::F32 && !formats.contains(&f) {
+            formats.push(f);
+        }
     }
-    let mut quantize_and_run = |acts: &mut QuantActs| {
-        acts.quantize(format, x, w.cols);
-        run(isa, w, &Acts::quantized(acts), m, out);
+    let mut quantize_and_run = |bufs: &mut Vec<QuantActs>| {
+        if bufs.len() < formats.len() {
+            bufs.resize_with(formats.len(), QuantActs::new);
+        }
+        for (f, b) in formats.iter().zip(bufs.iter_mut()) {
+            b.quantize(*f, x, cols);
+        }
+        let acts: Vec<Acts<'_>> = ws
+            .iter()
+            .map(
+                |w| match formats.iter().position(|f| *f == w.qtype.act_format()) {
+                    Some(i) => Acts::quantized(&bufs[i]),
+                    None => Acts::f32(x, cols),
+                },
+            )
+            .collect();
+        run(isa, ws, &acts, m, outs);
     };
     ACTS.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut acts) => quantize_and_run(&mut acts),
+        Ok(mut bufs) => quantize_and_run(&mut bufs),
         // Re-entered from a rayon job stolen while this thread waits inside
-        // an outer matmul: that call owns the buffer, so use a fresh one.
-        Err(_) => quantize_and_run(&mut QuantActs::new()),
+        // an outer matmul: that call owns the buffers, so use fresh ones.
+        Err(_) => quantize_and_run(&mut Vec::new()),
     });
 }
 
@@ -97,21 +133,27 @@ impl<'a> Acts<'a> {
     }
 }
 
-fn run(isa: Isa, w: &Tensor, acts: &Acts<'_>, m: usize, out: &mut [f32]) {
-    let n = w.rows;
-    // About four tasks per thread so stealing evens out uneven progress.
-    let chunk = n.div_ceil(rayon::current_num_threads() * 4).max(8);
-    let base = OutPtr(out.as_mut_ptr());
-    (0..n.div_ceil(chunk)).into_par_iter().for_each(|c| {
-        let rows = c * chunk..n.min((c + 1) * chunk);
-        // SAFETY: `out` (m × n) stays mutably borrowed until every task has
-        // finished, and tasks get disjoint column ranges.
-        let mut dst = unsafe { Cols::new(base, m, n, rows.clone()) };
+fn run(isa: Isa, ws: &[&Tensor], acts: &[Acts<'_>], m: usize, outs: &mut [&mut [f32]]) {
+    // About four tasks per thread and weight so stealing evens out uneven
+    // progress; chunking never changes an element's arithmetic.
+    let threads = rayon::current_num_threads() * 4;
+    let mut tasks: Vec<(usize, Range<usize>)> = Vec::new();
+    for (t, w) in ws.iter().enumerate() {
+        let n = w.rows;
+        let chunk = n.div_ceil(threads).max(8);
+        tasks.extend((0..n.div_ceil(chunk)).map(|c| (t, c * chunk..n.min((c + 1) * chunk))));
+    }
+    let bases: Vec<OutPtr> = outs.iter_mut().map(|o| OutPtr(o.as_mut_ptr())).collect();
+    tasks.into_par_iter().for_each(|(t, rows)| {
+        let w = ws[t];
+        // SAFETY: every output stays mutably borrowed until every task has
+        // finished, and tasks of one output get disjoint column ranges.
+        let mut dst = unsafe { Cols::new(bases[t], m, w.rows, rows.clone()) };
         match isa {
-            Isa::Scalar => scalar_rows(w, acts, rows, &mut dst),
+            Isa::Scalar => scalar_rows(w, &acts[t], rows, &mut dst),
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `matmul_on` checked that the CPU supports the family.
-            Isa::Avx512 => unsafe { super::avx512::rows(w, acts, rows, &mut dst) },
+            // SAFETY: `matmul_many_on` checked that the CPU supports the family.
+            Isa::Avx512 => unsafe { super::avx512::rows(w, &acts[t], rows, &mut dst) },
             #[cfg(not(target_arch = "x86_64"))]
             Isa::Avx512 => unreachable!("checked by is_available"),
         }

@@ -181,3 +181,30 @@ fn mismatched_x_length_panics() {
     let w = random_tensor(QType::Q8_0, 4, 64, &mut rng);
     matmul(&w, &[0.0; 63], 1, &mut [0.0; 4]);
 }
+
+#[test]
+fn fused_matmuls_equal_separate_calls_bitwise() {
+    let mut rng = Rng::new(11);
+    let cols = 512;
+    let m = 5;
+    let x = random_x(m * cols, &mut rng);
+    for isa in Isa::available() {
+        // Mixed activation formats in one call, as Q/K/V of a Q5_0/Q8_0 file.
+        let ws: Vec<Tensor> = [QType::Q5_0, QType::Q8_0, QType::Q4K, QType::F16]
+            .iter()
+            .enumerate()
+            .map(|(i, q)| random_tensor(*q, 40 + 9 * i, cols, &mut rng))
+            .collect();
+        let refs: Vec<&Tensor> = ws.iter().collect();
+        let mut outs: Vec<Vec<f32>> = ws.iter().map(|w| vec![f32::NAN; m * w.rows]).collect();
+        let mut views: Vec<&mut [f32]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
+        matmul_many_on(isa, &refs, &x, m, &mut views);
+        for (w, got) in ws.iter().zip(&outs) {
+            assert_same(
+                got,
+                &run_on(isa, w, &x, m),
+                &format!("{isa:?} {:?} fused", w.qtype),
+            );
+        }
+    }
+}
