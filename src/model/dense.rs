@@ -47,14 +47,47 @@ pub trait TensorSource {
     fn get(&self, name: &str) -> Result<Tensor, ModelError>;
 }
 
-/// Names of the tensors of one layer / of the model, per checkpoint format.
+/// Per-layer tensors: (role, GGUF name suffix, Hugging Face name suffix).
+const LAYER_TENSORS: [(&str, &str, &str); 12] = [
+    ("attn_norm", "attn_norm.weight", "input_layernorm.weight"),
+    ("q", "attn_q.weight", "self_attn.q_proj.weight"),
+    ("k", "attn_k.weight", "self_attn.k_proj.weight"),
+    ("v", "attn_v.weight", "self_attn.v_proj.weight"),
+    ("q_bias", "attn_q.bias", "self_attn.q_proj.bias"),
+    ("k_bias", "attn_k.bias", "self_attn.k_proj.bias"),
+    ("v_bias", "attn_v.bias", "self_attn.v_proj.bias"),
+    ("o", "attn_output.weight", "self_attn.o_proj.weight"),
+    (
+        "ffn_norm",
+        "ffn_norm.weight",
+        "post_attention_layernorm.weight",
+    ),
+    ("gate", "ffn_gate.weight", "mlp.gate_proj.weight"),
+    ("up", "ffn_up.weight", "mlp.up_proj.weight"),
+    ("down", "ffn_down.weight", "mlp.down_proj.weight"),
+];
+
+/// Tensor naming of a checkpoint format.
 pub struct TensorNames {
     pub embed: &'static str,
     pub final_norm: &'static str,
     pub head: &'static str,
-    /// Maps (layer, role) to a name; roles: attn_norm, q, k, v, q_bias,
-    /// k_bias, v_bias, o, ffn_norm, gate, up, down.
-    pub layer: fn(usize, &str) -> String,
+    /// Prefix of per-layer names, before the layer index.
+    layer_prefix: &'static str,
+    /// Whether per-layer suffixes follow Hugging Face (else GGUF) naming.
+    hf: bool,
+}
+
+impl TensorNames {
+    /// The name of `role` (see [`LAYER_TENSORS`]) in layer `i`.
+    fn layer(&self, i: usize, role: &str) -> String {
+        let (_, gguf, hf) = LAYER_TENSORS
+            .iter()
+            .find(|t| t.0 == role)
+            .expect("roles are the table's");
+        let suffix = if self.hf { hf } else { gguf };
+        format!("{}.{i}.{suffix}", self.layer_prefix)
+    }
 }
 
 /// GGUF (llama.cpp) names.
@@ -62,23 +95,8 @@ pub const GGUF_NAMES: TensorNames = TensorNames {
     embed: "token_embd.weight",
     final_norm: "output_norm.weight",
     head: "output.weight",
-    layer: |i, role| {
-        let suffix = match role {
-            "attn_norm" => "attn_norm.weight",
-            "q" => "attn_q.weight",
-            "k" => "attn_k.weight",
-            "v" => "attn_v.weight",
-            "q_bias" => "attn_q.bias",
-            "k_bias" => "attn_k.bias",
-            "v_bias" => "attn_v.bias",
-            "o" => "attn_output.weight",
-            "ffn_norm" => "ffn_norm.weight",
-            "gate" => "ffn_gate.weight",
-            "up" => "ffn_up.weight",
-            _ => "ffn_down.weight",
-        };
-        format!("blk.{i}.{suffix}")
-    },
+    layer_prefix: "blk",
+    hf: false,
 };
 
 /// Hugging Face transformers names.
@@ -86,23 +104,8 @@ pub const HF_NAMES: TensorNames = TensorNames {
     embed: "model.embed_tokens.weight",
     final_norm: "model.norm.weight",
     head: "lm_head.weight",
-    layer: |i, role| {
-        let suffix = match role {
-            "attn_norm" => "input_layernorm.weight",
-            "q" => "self_attn.q_proj.weight",
-            "k" => "self_attn.k_proj.weight",
-            "v" => "self_attn.v_proj.weight",
-            "q_bias" => "self_attn.q_proj.bias",
-            "k_bias" => "self_attn.k_proj.bias",
-            "v_bias" => "self_attn.v_proj.bias",
-            "o" => "self_attn.o_proj.weight",
-            "ffn_norm" => "post_attention_layernorm.weight",
-            "gate" => "mlp.gate_proj.weight",
-            "up" => "mlp.up_proj.weight",
-            _ => "mlp.down_proj.weight",
-        };
-        format!("model.layers.{i}.{suffix}")
-    },
+    layer_prefix: "model.layers",
+    hf: true,
 };
 
 impl DenseWeights {
@@ -132,7 +135,7 @@ impl DenseWeights {
         };
         let mut layers = Vec::with_capacity(c.n_layers);
         for i in 0..c.n_layers {
-            let n = |role: &str| (names.layer)(i, role);
+            let n = |role: &str| names.layer(i, role);
             let bias = |role: &str, len: usize| -> Result<Option<Vec<f32>>, ModelError> {
                 if c.qkv_bias {
                     vector(src, &n(role), len).map(Some)
