@@ -110,3 +110,41 @@ fn quickstart_job_runs_and_duckdb_reads_the_output() {
         .collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn inspect_describes_the_real_models() {
+    for (file, want) in [
+        (
+            common::SMOLLM2,
+            &[
+                "architecture   llama",
+                "134515008",
+                "Q4_1",
+                "vocab 49152",
+                "chatml",
+                "SmolLM",
+            ][..],
+        ),
+        (
+            common::QWEN05,
+            &[
+                "architecture   qwen2",
+                "630167424",
+                "Q5_0",
+                "Q6K",
+                "QKV bias yes",
+                "You are Qwen",
+            ][..],
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_specbatch"))
+            .args(["inspect", &common::model_path(file)])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        for w in want {
+            assert!(text.contains(w), "inspect {file} lacks `{w}`:\n{text}");
+        }
+    }
+}
