@@ -1,3 +1,6 @@
+//! GGUF reader and writer tests: round trips, and every malformed-file case
+//! refused with an error naming the file, tensor or key.
+
 use super::write::GgufWriter;
 use super::*;
 
