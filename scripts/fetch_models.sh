@@ -122,5 +122,4 @@ for m in "$@"; do
     *) echo "unknown model '$m' (known: smollm2 qwen-0.5b qwen-1.5b)" >&2; exit 2 ;;
   esac
 done
-echo "models in $repo_root/models:" >&2
-ls -l "$repo_root/models" >&2
+echo "models ready in $repo_root/models ($*)" >&2

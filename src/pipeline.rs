@@ -7,6 +7,7 @@
 //! generated. Afterwards, row-level problems become error rows and the job
 //! goes on. Rows already committed by an earlier attempt are skipped.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -51,7 +52,16 @@ pub struct RunSummary {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub wall_secs: f64,
+    /// Error rows of this run by `error_kind`.
+    pub error_kinds: BTreeMap<&'static str, u64>,
+    /// The first few answers of this run: (id, text).
+    pub samples: Vec<(String, String)>,
 }
+
+/// Answers shown in the summary.
+const SUMMARY_SAMPLES: usize = 5;
+/// Characters of each answer shown in the summary.
+const SAMPLE_CHARS: usize = 90;
 
 impl fmt::Display for RunSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -72,6 +82,24 @@ impl fmt::Display for RunSummary {
             self.wall_secs,
             self.completion_tokens as f64 / self.wall_secs.max(1e-9)
         )?;
+        if !self.error_kinds.is_empty() {
+            let kinds: Vec<String> = self
+                .error_kinds
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            writeln!(f, "  errors      {}", kinds.join(", "))?;
+        }
+        for (id, text) in &self.samples {
+            let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let shown: String = one_line.chars().take(SAMPLE_CHARS).collect();
+            let more = if one_line.chars().count() > SAMPLE_CHARS {
+                "…"
+            } else {
+                ""
+            };
+            writeln!(f, "  {id:<10}  {shown}{more}")?;
+        }
         write!(
             f,
             "  read it     duckdb -c \"select id, status, output_text from '{}/data/**/*.parquet'\"",
@@ -289,14 +317,23 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
         });
         let counters = job_counters.clone();
         let write = s.spawn(move || -> Result<_, IoError> {
+            let mut kinds: BTreeMap<&'static str, u64> = BTreeMap::new();
+            let mut samples = Vec::new();
             for r in out_rx {
-                if r.outcome.is_err() {
-                    counters.rows_error.fetch_add(1, Ordering::Relaxed);
+                match &r.outcome {
+                    Err(e) => {
+                        counters.rows_error.fetch_add(1, Ordering::Relaxed);
+                        *kinds.entry(e.kind.as_str()).or_default() += 1;
+                    }
+                    Ok(g) if samples.len() < SUMMARY_SAMPLES => {
+                        samples.push((r.key.id.clone(), g.text.clone()));
+                    }
+                    Ok(_) => {}
                 }
                 writer.push(r)?;
                 counters.rows_done.fetch_add(1, Ordering::Relaxed);
             }
-            writer.finish()
+            Ok((writer.finish()?, kinds, samples))
         });
         let engine_res = engine.run(&req_rx, &out_tx);
         drop(out_tx);
@@ -311,7 +348,7 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
     progress.finish();
     read_res?;
     // The writer's failure explains an engine that lost its output channel.
-    let summary = write_res??;
+    let (summary, error_kinds, samples) = write_res??;
     tok_res??;
     engine_res?;
     let manifest = Manifest::new(&summary, &spec.model, &model_hash, started.elapsed());
@@ -325,5 +362,7 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
         prompt_tokens: manifest.prompt_tokens,
         completion_tokens: manifest.completion_tokens,
         wall_secs: manifest.wall_time_s,
+        error_kinds,
+        samples,
     })
 }
