@@ -21,7 +21,7 @@ use crate::backend::cpu::dense::CpuDenseExecutor;
 use crate::engine::runner::{Engine, EngineConfig, EngineCounters, Request};
 use crate::engine::sampler::SamplingParams;
 use crate::error::JobError;
-use crate::io::row::{InputRow, Prompt, RowError, RowErrorKind, RowResult};
+use crate::io::row::{ChatMessage, InputRow, Prompt, RowError, RowErrorKind, RowResult};
 use crate::io::{
     InputPlan, IoError, Manifest, OutputConfig, OutputState, WriterConfig, finalize,
     validate_inputs,
@@ -137,19 +137,20 @@ impl Encoder<'_> {
             top_k: o.top_k.unwrap_or(g.top_k),
             seed: o.seed.unwrap_or(g.seed),
         };
-        let fail = |row: InputRow, err: RowError, prompt_tokens: u32| {
+        // Rows that fail here never reach the tokenizer: 0 prompt tokens.
+        let fail = |row: InputRow, err: RowError| {
             Box::new(RowResult {
                 key: row.key,
                 outcome: Err(err),
                 seed: sampling.seed,
-                prompt_tokens,
+                prompt_tokens: 0,
                 pass_through: row.pass_through,
             })
         };
         let text = match &row.prompt {
             Err(e) => {
                 let e = e.clone();
-                return Err(fail(row, e, 0));
+                return Err(fail(row, e));
             }
             Ok(Prompt::Text(t)) if self.format == PromptFormat::Raw => t.clone(),
             Ok(prompt) => {
@@ -158,13 +159,13 @@ impl Encoder<'_> {
                         RowErrorKind::InvalidMessages,
                         "the model has no chat template; use `prompt_format: raw` with a prompt column",
                     );
-                    return Err(fail(row, e, 0));
+                    return Err(fail(row, e));
                 };
                 let single;
                 let messages = match prompt {
                     Prompt::Messages(m) => m.as_slice(),
                     Prompt::Text(t) => {
-                        single = [crate::io::row::ChatMessage {
+                        single = [ChatMessage {
                             role: "user".into(),
                             content: t.clone(),
                         }];
@@ -184,7 +185,7 @@ impl Encoder<'_> {
             }),
             Err(e) => {
                 let e = RowError::new(RowErrorKind::TokenizationFailed, e.to_string());
-                Err(fail(row, e, 0))
+                Err(fail(row, e))
             }
         }
     }

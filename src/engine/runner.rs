@@ -45,8 +45,6 @@ pub struct EngineConfig {
 #[derive(Debug, Default)]
 pub struct EngineCounters {
     pub generated_tokens: AtomicU64,
-    pub prompt_tokens: AtomicU64,
-    pub steps: AtomicU64,
 }
 
 /// Why the loop stopped early (job-level, retriable).
@@ -169,9 +167,6 @@ impl<'t, E: Executor> Engine<'t, E> {
             };
             return output.send(result).map_err(|_| EngineError::OutputClosed);
         }
-        self.counters
-            .prompt_tokens
-            .fetch_add(req.prompt.len() as u64, Ordering::Relaxed);
         self.active.insert(
             id,
             Active {
@@ -193,7 +188,6 @@ impl<'t, E: Executor> Engine<'t, E> {
         }
         let logits = self.exec.forward(&plan.batch)?;
         self.sched.complete(&plan);
-        self.counters.steps.fetch_add(1, Ordering::Relaxed);
         let vocab = self.exec.shape().vocab_size;
         for ((id, chunk), rows) in plan.seq_ids.iter().zip(&plan.batch.seqs).zip(&logits) {
             if chunk.logits_for == 0 {
