@@ -77,6 +77,14 @@ unsafe fn block_dot(blk: &Block, x: *const i8, sums: *const i32) -> (__m512i, __
     (acc, _mm512_mullo_epi32(s, blk.corr))
 }
 
+/// A vector whose 32-bit lane `l` holds `f(l)` (permutation indices).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn lane_index(f: impl Fn(i32) -> i32) -> __m512i {
+    let idx: [i32; 16] = std::array::from_fn(|l| f(l as i32));
+    // SAFETY: reads 16 i32 from a 16-element array.
+    unsafe { _mm512_loadu_si512(idx.as_ptr() as *const _) }
+}
+
 /// Each 32-bit lane's value `v` (|v| < 2^15) as the i16 pair `(v, v)`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 fn pair16(v: __m512i) -> __m512i {
@@ -154,29 +162,10 @@ fn dot_q4_k<const R: usize>(
     }
     let nib = _mm512_set1_epi8(0x0F);
     // Lane l of a dot over values 64j..64j+64 belongs to sub-block 2j + l/8.
-    let sub = |j: i32| {
-        _mm512_setr_epi32(
-            j,
-            j,
-            j,
-            j,
-            j,
-            j,
-            j,
-            j,
-            j + 1,
-            j + 1,
-            j + 1,
-            j + 1,
-            j + 1,
-            j + 1,
-            j + 1,
-            j + 1,
-        )
-    };
+    let sub = |j: i32| lane_index(|l| j + l / 8);
     let subs = [sub(0), sub(2), sub(4), sub(6)];
     // Lane l of the per-16 sums belongs to sub-block l/2, whose min is entry 8 + l/2.
-    let min_of = _mm512_setr_epi32(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    let min_of = lane_index(|l| 8 + l / 2);
     let mut lanes = [[0.0f32; BLOCK_LANES]; R];
     for b in 0..nb {
         // SAFETY: block b spans row[144b..144b+144] (qs: 128 bytes at +16)
@@ -229,26 +218,7 @@ fn dot_q6_k<const R: usize>(row: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R] {
     let nib = _mm512_set1_epi8(0x0F);
     let two = _mm512_set1_epi8(0x03);
     // Lane l of a dot over values 64j..64j+64 belongs to group 4j + l/4.
-    let grp = |j: i32| {
-        _mm512_setr_epi32(
-            j,
-            j,
-            j,
-            j,
-            j + 1,
-            j + 1,
-            j + 1,
-            j + 1,
-            j + 2,
-            j + 2,
-            j + 2,
-            j + 2,
-            j + 3,
-            j + 3,
-            j + 3,
-            j + 3,
-        )
-    };
+    let grp = |j: i32| lane_index(|l| j + l / 4);
     let groups = [grp(0), grp(4), grp(8), grp(12)];
     // Quants are stored as q + 32: the correction is 32 * sum(sc * group sum).
     let thirty_two = _mm512_set1_epi32(32);
