@@ -46,9 +46,9 @@ struct TokenizerCase {
 }
 
 /// `tolerance`: largest allowed |ours - llama.cpp| on llama.cpp's top-20
-/// logits. Both engines quantize activations to the same 8-bit blocks; what
-/// remains is float summation order, llama.cpp's f16 flash-attention
-/// accumulation and f16 KV rounding, compounded over the layers.
+/// logits. Both engines quantize activations to the same 8-bit blocks and
+/// keep KV in f16; what remains is the order of float summation in the
+/// kernels, attention and norms, compounded over the layers.
 fn check(fixture_file: &str, tolerance: f32) {
     let path = common::root()
         .join("tests/fixtures/llamacpp")
