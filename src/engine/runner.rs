@@ -107,11 +107,6 @@ impl<'t, E: Executor> Engine<'t, E> {
         }
     }
 
-    /// Checks a prompt's size against the context and KV budget.
-    pub fn check(&self, prompt_len: usize, max_new: usize) -> Result<(), Rejection> {
-        self.sched.check(prompt_len, max_new)
-    }
-
     /// Runs until `input` is closed and every request is answered.
     pub fn run(
         &mut self,

@@ -114,7 +114,7 @@ fn load_gguf(path: &str) -> Result<LoadedModel, ModelError> {
     let head_dim = d_model / n_heads.max(1);
     let tokens = f.get_string_array("tokenizer.ggml.tokens")?;
     let vocab_size = tokens.len();
-    let has_head = f.tensor_infos().iter().any(|t| t.name == "output.weight");
+    let src = GgufSource(&f, path.to_string());
     let config = DenseConfig {
         arch,
         n_layers: u("block_count")?,
@@ -137,9 +137,9 @@ fn load_gguf(path: &str) -> Result<LoadedModel, ModelError> {
         },
         rms_eps: f.get_f32(&key("attention.layer_norm_rms_epsilon"))?,
         qkv_bias: arch == Arch::Qwen2,
-        tied_head: !has_head,
+        tied_head: !src.has(GGUF_NAMES.head),
     };
-    let weights = DenseWeights::load(config, &GgufSource(&f, path.to_string()), &GGUF_NAMES)?;
+    let weights = DenseWeights::load(config, &src, &GGUF_NAMES)?;
 
     let tok_err = |source| ModelError::Tokenizer {
         path: path.to_string(),

@@ -48,10 +48,6 @@ impl CpuDenseExecutor {
         }
     }
 
-    pub fn weights(&self) -> &DenseWeights {
-        &self.w
-    }
-
     fn check(&self, batch: &ForwardBatch) -> Result<(), BackendError> {
         for (i, s) in batch.seqs.iter().enumerate() {
             let end = s.start_pos + s.tokens.len();
