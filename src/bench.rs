@@ -39,6 +39,8 @@ pub fn run_point<E: Executor>(
             max_batch_tokens,
             block_size,
             context_length: shape.context_length,
+            // Every bench row has its own prompt: nothing to share.
+            prefix_reuse: false,
         },
         exec.kv_blocks(),
     );
@@ -50,7 +52,7 @@ pub fn run_point<E: Executor>(
             })
             .collect();
         sched
-            .submit(i as u64, prompt, gen_tokens)
+            .submit(i as u64, prompt, gen_tokens, None)
             .map_err(|e| BackendError::InvalidBatch(e.to_string()))?;
     }
     // Phase 1: prefill every prompt. First tokens are held back so no row

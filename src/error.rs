@@ -9,6 +9,7 @@ use crate::engine::runner::EngineError;
 use crate::io::IoError;
 use crate::job::SpecError;
 use crate::model::error::ModelError;
+use crate::plan::PlanError;
 
 /// Exit code for problems a retry cannot fix.
 pub const EXIT_NOT_RETRIABLE: u8 = 2;
@@ -25,9 +26,13 @@ pub enum JobError {
     #[error(transparent)]
     Io(#[from] IoError),
     #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
     Engine(#[from] EngineError),
     #[error("pipeline stage `{0}` stopped unexpectedly")]
     Stage(&'static str),
+    #[error("not every shard is done: shard(s) {0:?} have no _DONE.json yet")]
+    ShardsPending(Vec<u32>),
 }
 
 impl JobError {
@@ -35,7 +40,12 @@ impl JobError {
         match self {
             JobError::Spec(_) | JobError::Model(_) => EXIT_NOT_RETRIABLE,
             JobError::Io(e) if !e.is_retriable() => EXIT_NOT_RETRIABLE,
-            JobError::Io(_) | JobError::Engine(_) | JobError::Stage(_) => EXIT_RETRIABLE,
+            JobError::Plan(PlanError::Io(e)) if e.is_retriable() => EXIT_RETRIABLE,
+            JobError::Plan(_) => EXIT_NOT_RETRIABLE,
+            JobError::Io(_)
+            | JobError::Engine(_)
+            | JobError::Stage(_)
+            | JobError::ShardsPending(_) => EXIT_RETRIABLE,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! specbatch: offline batch LLM inference over long-context corpora.
 //!
 //! Data flows one way: [`job`] spec → [`io`] reader → [`text`] encoder →
-//! [`engine`] step loop (over a [`model`] on a [`backend`], with [`kv`]
+//! [`plan`] (whole-job prefix groups and shards) → [`engine`] step loop (over a [`model`] on a [`backend`], with [`kv`]
 //! bookkeeping) → [`io`] writer. Stages talk through bounded channels; row
 //! identity (`id`, `input_file`, `input_row`) travels with every row.
 
@@ -14,5 +14,6 @@ pub mod job;
 pub mod kv;
 pub mod model;
 pub mod pipeline;
+pub mod plan;
 pub mod progress;
 pub mod text;

@@ -1,8 +1,8 @@
-//! The `specbatch` command line: run, validate, inspect, bench.
+//! The `specbatch` command line: run, plan, finalize, validate, inspect, bench.
 //!
-//! Exit codes: 0 when a job finished (row-level errors included); 2 for a bad
-//! spec, model or input schema (not worth retrying); 1 for anything else
-//! (worth retrying).
+//! Exit codes: 0 when a job (or shard) finished (row-level errors included);
+//! 2 for a bad spec, model, input schema or plan (not worth retrying); 1 for
+//! anything else (worth retrying).
 
 use std::process::ExitCode;
 
@@ -14,7 +14,7 @@ use specbatch::bench::run_point;
 use specbatch::error::JobError;
 use specbatch::model::inspect::describe;
 use specbatch::model::load::load_model;
-use specbatch::pipeline::{self, RunOptions};
+use specbatch::pipeline::{self, FinalizeOutcome, RunOptions};
 
 #[derive(Parser)]
 #[command(
@@ -29,13 +29,33 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a job (resumes a previous attempt at the same output).
+    /// Run a job, or one shard of it (resumes a previous attempt at the same output).
     Run {
         /// The YAML job spec.
         job: String,
         /// Write output here instead of the spec's `output.path`.
         #[arg(long)]
         output: Option<String>,
+        /// Shard to run [default: $JOB_COMPLETION_INDEX, else $SLURM_ARRAY_TASK_ID, else 0].
+        #[arg(long)]
+        shard: Option<u32>,
+        /// Shards of the plan, when this run makes it [default: 1]; must match an existing plan.
+        #[arg(long)]
+        shards: Option<u32>,
+    },
+    /// Plan a job without running the model: store `_plan/plan.json` and print its statistics.
+    Plan {
+        job: String,
+        #[arg(long)]
+        output: Option<String>,
+        /// Shards to split the job into [default: 1]; must match an existing plan.
+        #[arg(long)]
+        shards: Option<u32>,
+    },
+    /// Write manifest.json and _SUCCESS once every shard of the output is done.
+    Finalize {
+        /// The job's output directory.
+        output: String,
     },
     /// Check a job's spec, its inputs' schema and its model without running.
     Validate { job: String },
@@ -62,9 +82,33 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { job, output } => {
-            pipeline::run_job(&job, &RunOptions { output }).map(|summary| println!("{summary}"))
+        Command::Run {
+            job,
+            output,
+            shard,
+            shards,
+        } => {
+            let opts = RunOptions {
+                output,
+                shard,
+                shards,
+                ..RunOptions::default()
+            };
+            pipeline::run_job(&job, &opts).map(|summary| println!("{summary}"))
         }
+        Command::Plan {
+            job,
+            output,
+            shards,
+        } => {
+            let opts = RunOptions {
+                output,
+                shards,
+                ..RunOptions::default()
+            };
+            pipeline::plan_job(&job, &opts).map(|report| print!("{report}"))
+        }
+        Command::Finalize { output } => finalize(&output),
         Command::Validate { job } => {
             pipeline::validate_job(&job).map(|report| println!("{report}"))
         }
@@ -85,6 +129,22 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+fn finalize(output: &str) -> Result<(), JobError> {
+    match pipeline::finalize_output(std::path::Path::new(output))? {
+        FinalizeOutcome::Done(m) => {
+            println!(
+                "job complete: {} rows ({} ok, {} error) in {} shard(s); wrote {output}/manifest.json and _SUCCESS",
+                m.counts.total,
+                m.counts.ok,
+                m.counts.error,
+                m.shards.len()
+            );
+            Ok(())
+        }
+        FinalizeOutcome::Pending(p) => Err(JobError::ShardsPending(p)),
     }
 }
 

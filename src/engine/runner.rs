@@ -15,7 +15,7 @@ use arrow_array::ArrayRef;
 use crossbeam::channel::{Receiver, Sender};
 
 use super::sampler::{Sampler, SamplingParams};
-use super::scheduler::{Rejection, Scheduler, SchedulerConfig, SeqId};
+use super::scheduler::{GroupTag, PrefillStats, Rejection, Scheduler, SchedulerConfig, SeqId};
 use crate::backend::executor::{BackendError, Executor};
 use crate::io::row::{
     FinishReason, Generation, RowError, RowErrorKind, RowKey, RowResult, RowTimings,
@@ -30,6 +30,8 @@ pub struct Request {
     pub max_new_tokens: usize,
     pub sampling: SamplingParams,
     pub pass_through: Vec<ArrayRef>,
+    /// The row's prefix group, when the job was planned.
+    pub group: Option<GroupTag>,
 }
 
 /// Engine limits.
@@ -39,6 +41,8 @@ pub struct EngineConfig {
     pub max_batch_tokens: usize,
     pub block_size: usize,
     pub stop: Vec<String>,
+    /// Share computed prompt blocks between rows.
+    pub prefix_reuse: bool,
 }
 
 /// Live counters the progress display reads.
@@ -92,6 +96,7 @@ impl<'t, E: Executor> Engine<'t, E> {
                 max_batch_tokens: cfg.max_batch_tokens,
                 block_size: cfg.block_size,
                 context_length: exec.shape().context_length,
+                prefix_reuse: cfg.prefix_reuse,
             },
             exec.kv_blocks(),
         );
@@ -105,6 +110,11 @@ impl<'t, E: Executor> Engine<'t, E> {
             max_running: cfg.max_running,
             counters,
         }
+    }
+
+    /// Prompt tokens computed and taken from shared blocks so far.
+    pub fn prefill_stats(&self) -> PrefillStats {
+        self.sched.prefill_stats()
     }
 
     /// Runs until `input` is closed and every request is answered.
@@ -128,7 +138,10 @@ impl<'t, E: Executor> Engine<'t, E> {
                 };
                 match next {
                     Some(req) => self.submit(req, output)?,
-                    None => input_open = false,
+                    None => {
+                        input_open = false;
+                        self.sched.close_input();
+                    }
                 }
             }
             if self.sched.is_idle() {
@@ -146,7 +159,7 @@ impl<'t, E: Executor> Engine<'t, E> {
         self.next_id += 1;
         if let Err(rej) = self
             .sched
-            .submit(id, req.prompt.clone(), req.max_new_tokens)
+            .submit(id, req.prompt.clone(), req.max_new_tokens, req.group)
         {
             let kind = match rej {
                 Rejection::ExceedsBudget { .. } => RowErrorKind::ExceedsKvBudget,
@@ -229,7 +242,7 @@ impl<'t, E: Executor> Engine<'t, E> {
         (reason, stop_at): (FinishReason, Option<usize>),
         output: &Sender<RowResult>,
     ) -> Result<(), EngineError> {
-        self.sched.finish(id);
+        let cached = self.sched.finish(id);
         let a = self.active.remove(&id).expect("finished rows are active");
         let text = match stop_at {
             Some(at) => a.decoder.text()[..at].to_string(),
@@ -244,6 +257,7 @@ impl<'t, E: Executor> Engine<'t, E> {
             outcome: Ok(Generation {
                 text,
                 finish_reason: reason,
+                cached_tokens: cached as u32,
                 completion_tokens: a.generated as u32,
                 timings: RowTimings {
                     time_to_first_token_ms: ms(a.first_token.unwrap_or(now)),

@@ -1,16 +1,32 @@
-//! The step scheduler: admission, chunked prefill and decode, as plain data.
+//! The step scheduler: admission, prefix reuse, chunked prefill and decode,
+//! as plain data.
 //!
 //! Each step it returns a [`StepPlan`]: decode rows first (one token each, so
 //! running rows never stall), then prefill chunks of the oldest admitted rows
-//! up to `max_batch_tokens`. Admission is FIFO and reserves every KV block a
-//! row can need (`kv::BlockPool`), so a step can never run out of KV memory
-//! and nothing is ever preempted. Rows that could never fit are refused at
-//! submission; the caller turns the refusal into an error row.
+//! up to `max_batch_tokens`.
+//!
+//! Admission takes waiting rows in submission order (the planner's order)
+//! and reserves every KV block a row can need (`kv::BlockPool`), so a step
+//! never runs out of KV memory and nothing is ever preempted. With prefix
+//! reuse on, a row attaches to the published blocks of its longest computed
+//! prefix and computes only the rest; a row whose next prefix blocks are
+//! being computed by a running row waits for them instead of computing them
+//! a second time, and later rows go ahead meanwhile. A row always computes
+//! at least its last prompt token (its logits start generation), so it never
+//! writes into a shared block.
+//!
+//! A prefix group (rows the planner put together behind a shared prefix) pins
+//! that prefix once it is computed, until no row of the group is waiting and
+//! the input has moved on to another group: the prefix survives gaps between
+//! the group's rows whatever else competes for memory.
+//!
+//! Rows that could never fit are refused at submission; the caller turns the
+//! refusal into an error row.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use crate::backend::executor::{ForwardBatch, SeqChunk};
-use crate::kv::{BlockPool, SeqBlocks, blocks_for};
+use crate::kv::{BlockHash, BlockPool, SeqBlocks, blocks_for, chain_hashes};
 
 /// Caller-chosen id of a sequence.
 pub type SeqId = u64;
@@ -22,6 +38,16 @@ pub struct SchedulerConfig {
     pub max_batch_tokens: usize,
     pub block_size: usize,
     pub context_length: usize,
+    /// Share computed prompt blocks between rows.
+    pub prefix_reuse: bool,
+}
+
+/// A row's prefix group, from the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GroupTag {
+    pub id: u32,
+    /// Full KV blocks of the prefix every row of the group shares.
+    pub prefix_blocks: usize,
 }
 
 /// Why a sequence was refused.
@@ -55,8 +81,15 @@ struct Seq {
     tokens: Vec<u32>,
     prompt_len: usize,
     max_new: usize,
+    /// Chain hashes of the prompt's full blocks (empty without reuse).
+    hashes: Vec<BlockHash>,
+    group: Option<GroupTag>,
     /// Tokens whose KV is in the cache.
     computed: usize,
+    /// Prompt tokens taken from the cache at admission.
+    cached: usize,
+    /// Prompt blocks published (or attached) so far.
+    published: usize,
     blocks: Option<SeqBlocks>,
 }
 
@@ -64,6 +97,21 @@ impl Seq {
     fn blocks_needed(&self, block_size: usize) -> usize {
         blocks_for(self.prompt_len + self.max_new, block_size)
     }
+
+    /// Prompt blocks another row may attach to: never the block holding the
+    /// last prompt token's successor, so the row still computes its logits.
+    fn shareable(&self, block_size: usize) -> usize {
+        ((self.prompt_len - 1) / block_size).min(self.hashes.len())
+    }
+}
+
+/// Prefill accounting of one engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrefillStats {
+    /// Prompt tokens run through the model.
+    pub computed: u64,
+    /// Prompt tokens taken from shared KV blocks instead.
+    pub cached: u64,
 }
 
 /// One step's work.
@@ -74,6 +122,15 @@ pub struct StepPlan {
     pub seq_ids: Vec<SeqId>,
 }
 
+#[derive(Debug, Default)]
+struct GroupState {
+    waiting: usize,
+    pinned: Vec<u32>,
+}
+
+/// Rows scanned past a row that waits for a prefix being computed.
+const ADMISSION_LOOKAHEAD: usize = 64;
+
 /// Admission, batching and KV bookkeeping for one engine.
 #[derive(Debug)]
 pub struct Scheduler {
@@ -81,6 +138,13 @@ pub struct Scheduler {
     pool: BlockPool,
     waiting: VecDeque<Seq>,
     running: Vec<Seq>,
+    /// Prompt blocks a running row will publish, by hash.
+    pending: HashMap<BlockHash, SeqId>,
+    groups: HashMap<u32, GroupState>,
+    /// The group of the latest submitted row: earlier groups are complete.
+    latest_group: Option<u32>,
+    input_closed: bool,
+    stats: PrefillStats,
 }
 
 impl Scheduler {
@@ -90,6 +154,11 @@ impl Scheduler {
             pool: BlockPool::new(kv_blocks),
             waiting: VecDeque::new(),
             running: Vec::new(),
+            pending: HashMap::new(),
+            groups: HashMap::new(),
+            latest_group: None,
+            input_closed: false,
+            stats: PrefillStats::default(),
         }
     }
 
@@ -117,51 +186,135 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Queues a sequence for admission.
-    pub fn submit(&mut self, id: SeqId, prompt: Vec<u32>, max_new: usize) -> Result<(), Rejection> {
+    /// Queues a sequence for admission, behind every earlier one.
+    pub fn submit(
+        &mut self,
+        id: SeqId,
+        prompt: Vec<u32>,
+        max_new: usize,
+        group: Option<GroupTag>,
+    ) -> Result<(), Rejection> {
         self.check(prompt.len(), max_new)?;
+        let hashes = if self.cfg.prefix_reuse {
+            chain_hashes(&prompt, self.cfg.block_size)
+        } else {
+            Vec::new()
+        };
+        if let Some(g) = group {
+            self.groups.entry(g.id).or_default().waiting += 1;
+            self.latest_group = Some(g.id);
+        }
         self.waiting.push_back(Seq {
             id,
             prompt_len: prompt.len(),
             tokens: prompt,
             max_new,
+            hashes,
+            group,
             computed: 0,
+            cached: 0,
+            published: 0,
             blocks: None,
         });
         Ok(())
+    }
+
+    /// No more rows will be submitted: pins of finished groups can go.
+    pub fn close_input(&mut self) {
+        self.input_closed = true;
     }
 
     pub fn waiting_len(&self) -> usize {
         self.waiting.len()
     }
 
-    pub fn running_len(&self) -> usize {
-        self.running.len()
-    }
-
     pub fn is_idle(&self) -> bool {
         self.waiting.is_empty() && self.running.is_empty()
     }
 
+    pub fn prefill_stats(&self) -> PrefillStats {
+        self.stats
+    }
+
+    /// Whether `seq` should wait for prefix blocks a running row computes.
+    fn awaits_pending(&self, seq: &Seq, attachable: usize) -> bool {
+        let shareable = seq.shareable(self.cfg.block_size);
+        seq.hashes[attachable..shareable]
+            .first()
+            .is_some_and(|h| self.pending.contains_key(h))
+    }
+
     fn admit(&mut self) {
-        while self.running.len() < self.cfg.max_running {
-            let Some(front) = self.waiting.front() else {
-                break;
-            };
+        let bs = self.cfg.block_size;
+        let mut i = 0;
+        while self.running.len() < self.cfg.max_running
+            && i < self.waiting.len()
+            && i < ADMISSION_LOOKAHEAD
+        {
+            let seq = &self.waiting[i];
+            let attach = self.pool.lookup(&seq.hashes[..seq.shareable(bs)]);
+            if self.awaits_pending(seq, attach) {
+                i += 1;
+                continue;
+            }
             let Some(blocks) = self
                 .pool
-                .try_reserve(front.blocks_needed(self.cfg.block_size))
+                .try_admit(&seq.hashes[..attach], seq.blocks_needed(bs))
             else {
+                // Memory is the limit: later rows must not overtake this one.
                 break;
             };
-            let mut seq = self.waiting.pop_front().expect("front exists");
+            let mut seq = self.waiting.remove(i).expect("index in range");
+            seq.computed = attach * bs;
+            seq.cached = attach * bs;
+            seq.published = attach;
             seq.blocks = Some(blocks);
+            self.stats.cached += seq.cached as u64;
+            for h in &seq.hashes[attach..] {
+                self.pending.entry(*h).or_insert(seq.id);
+            }
+            if let Some(g) = seq.group {
+                let state = self.groups.entry(g.id).or_default();
+                state.waiting -= 1;
+            }
             self.running.push(seq);
+            let last = self.running.len() - 1;
+            self.try_pin(last);
         }
+    }
+
+    /// Pins the group prefix of running row `i` once it is computed.
+    fn try_pin(&mut self, i: usize) {
+        let seq = &self.running[i];
+        let Some(g) = seq.group else { return };
+        if g.prefix_blocks == 0 || seq.published < g.prefix_blocks {
+            return;
+        }
+        let state = self.groups.entry(g.id).or_default();
+        if state.pinned.is_empty() {
+            let table = &seq.blocks.as_ref().expect("running rows hold blocks").table;
+            state.pinned = table[..g.prefix_blocks].to_vec();
+            self.pool.pin(&state.pinned);
+        }
+    }
+
+    /// Drops the pins of groups with no row left to admit.
+    fn release_done_groups(&mut self) {
+        let latest = self.latest_group;
+        let closed = self.input_closed;
+        let pool = &mut self.pool;
+        self.groups.retain(|id, state| {
+            let done = state.waiting == 0 && (closed || latest != Some(*id));
+            if done {
+                pool.unpin(&state.pinned);
+            }
+            !done
+        });
     }
 
     /// Plans the next step. Empty only when nothing is runnable.
     pub fn schedule(&mut self) -> StepPlan {
+        self.release_done_groups();
         self.admit();
         let bs = self.cfg.block_size;
         let mut budget = self.cfg.max_batch_tokens;
@@ -198,18 +351,33 @@ impl Scheduler {
                 let n = (seq.prompt_len - seq.computed).min(budget);
                 let reaches_end = seq.computed + n == seq.prompt_len;
                 push(seq, n, usize::from(reaches_end), &mut self.pool);
+                self.stats.computed += n as u64;
                 budget -= n;
             }
         }
         plan
     }
 
-    /// Records that a planned step ran: its tokens are now cached.
+    /// Records that a planned step ran: its tokens are now cached, and full
+    /// prompt blocks become shareable.
     pub fn complete(&mut self, plan: &StepPlan) {
+        let bs = self.cfg.block_size;
         for (id, chunk) in plan.seq_ids.iter().zip(&plan.batch.seqs) {
-            if let Some(seq) = self.running.iter_mut().find(|s| s.id == *id) {
-                seq.computed = chunk.start_pos + chunk.tokens.len();
+            let Some(i) = self.running.iter().position(|s| s.id == *id) else {
+                continue;
+            };
+            let seq = &mut self.running[i];
+            seq.computed = chunk.start_pos + chunk.tokens.len();
+            let full = (seq.computed.min(seq.prompt_len) / bs).min(seq.hashes.len());
+            let table = &seq.blocks.as_ref().expect("running rows hold blocks").table;
+            for b in seq.published..full {
+                self.pool.publish(table[b], seq.hashes[b]);
+                if self.pending.get(&seq.hashes[b]) == Some(&seq.id) {
+                    self.pending.remove(&seq.hashes[b]);
+                }
             }
+            seq.published = seq.published.max(full);
+            self.try_pin(i);
         }
     }
 
@@ -220,22 +388,27 @@ impl Scheduler {
         }
     }
 
-    /// Removes a finished sequence and frees its KV blocks.
-    pub fn finish(&mut self, id: SeqId) {
-        if let Some(i) = self.running.iter().position(|s| s.id == id) {
-            let seq = self.running.swap_remove(i);
-            if let Some(b) = seq.blocks {
-                self.pool.release(b);
+    /// Removes a finished sequence and frees its KV blocks. Returns the
+    /// prompt tokens it took from the cache.
+    pub fn finish(&mut self, id: SeqId) -> usize {
+        let Some(i) = self.running.iter().position(|s| s.id == id) else {
+            return 0;
+        };
+        let seq = self.running.swap_remove(i);
+        for h in &seq.hashes[seq.published..] {
+            if self.pending.get(h) == Some(&seq.id) {
+                self.pending.remove(h);
             }
         }
+        if let Some(b) = seq.blocks {
+            self.pool.release(b);
+        }
+        seq.cached
     }
 
-    /// KV blocks in use and in the budget, for metrics.
+    /// KV blocks held and in the budget, for metrics and tests.
     pub fn kv_usage(&self) -> (usize, usize) {
-        (
-            self.pool.total() - self.pool.free_count(),
-            self.pool.total(),
-        )
+        (self.pool.in_use(), self.pool.total())
     }
 }
 
@@ -249,6 +422,7 @@ mod tests {
             max_batch_tokens,
             block_size: 4,
             context_length: 64,
+            prefix_reuse: true,
         }
     }
 
@@ -262,6 +436,18 @@ mod tests {
             }
         }
         plan
+    }
+
+    fn chunk(p: &StepPlan, id: SeqId) -> &SeqChunk {
+        let i = p.seq_ids.iter().position(|&x| x == id).expect("planned");
+        &p.batch.seqs[i]
+    }
+
+    /// A prompt of `doc` shared tokens then `tail` tokens unique to `tag`.
+    fn prompt(doc: usize, tag: u32, tail: usize) -> Vec<u32> {
+        let mut p: Vec<u32> = (0..doc as u32).collect();
+        p.extend(std::iter::repeat_n(100 + tag, tail));
+        p
     }
 
     #[test]
@@ -279,7 +465,7 @@ mod tests {
     #[test]
     fn chunked_prefill_then_decode() {
         let mut s = Scheduler::new(cfg(4, 5), 100);
-        s.submit(1, vec![1; 12], 3).unwrap();
+        s.submit(1, vec![1; 12], 3, None).unwrap();
         let p = step(&mut s);
         assert_eq!(p.batch.seqs[0].tokens.len(), 5);
         assert_eq!(p.batch.seqs[0].logits_for, 0);
@@ -300,9 +486,9 @@ mod tests {
     #[test]
     fn decode_rows_go_first_and_prefill_fills_the_budget() {
         let mut s = Scheduler::new(cfg(4, 6), 100);
-        s.submit(1, vec![1; 3], 8).unwrap();
+        s.submit(1, vec![1; 3], 8, None).unwrap();
         step(&mut s); // prefill row 1 completely
-        s.submit(2, vec![2; 10], 8).unwrap();
+        s.submit(2, vec![2; 10], 8, None).unwrap();
         let p = step(&mut s);
         assert_eq!(p.seq_ids, vec![1, 2]);
         assert_eq!(p.batch.seqs[0].tokens.len(), 1);
@@ -314,8 +500,8 @@ mod tests {
     fn admission_respects_the_kv_budget_and_frees_on_finish() {
         // Each row needs ceil((4 + 4) / 4) = 2 blocks; the pool holds 3.
         let mut s = Scheduler::new(cfg(8, 64), 3);
-        s.submit(1, vec![1; 4], 4).unwrap();
-        s.submit(2, vec![2; 4], 4).unwrap();
+        s.submit(1, vec![1; 4], 4, None).unwrap();
+        s.submit(2, vec![2; 4], 4, None).unwrap();
         let p = step(&mut s);
         assert_eq!(p.seq_ids, vec![1]);
         assert_eq!(s.waiting_len(), 1);
@@ -331,11 +517,99 @@ mod tests {
     fn max_running_caps_concurrency() {
         let mut s = Scheduler::new(cfg(2, 64), 100);
         for id in 0..5 {
-            s.submit(id, vec![1; 2], 2).unwrap();
+            s.submit(id, vec![1; 2], 2, None).unwrap();
         }
         let p = step(&mut s);
         assert_eq!(p.seq_ids, vec![0, 1]);
-        assert_eq!(s.running_len(), 2);
         assert_eq!(s.waiting_len(), 3);
+    }
+
+    #[test]
+    fn a_shared_prefix_is_computed_once_and_later_rows_wait_for_it() {
+        let mut s = Scheduler::new(cfg(8, 64), 100);
+        // 12 shared tokens = 3 blocks; each row adds 3 tokens of its own.
+        for id in 0..3 {
+            s.submit(id, prompt(12, id as u32, 3), 2, None).unwrap();
+        }
+        s.submit(9, vec![50; 6], 2, None).unwrap();
+        let p = step(&mut s);
+        // Rows 1 and 2 wait for row 0's prefix; the unrelated row 9 goes ahead.
+        assert_eq!(p.seq_ids, vec![0, 9]);
+        assert_eq!(chunk(&p, 0).tokens.len(), 15);
+        let p = step(&mut s);
+        for id in [1, 2] {
+            let c = chunk(&p, id);
+            assert_eq!((c.start_pos, c.tokens.len()), (12, 3), "row {id}");
+            assert_eq!(c.block_table[..3], chunk(&p, 0).block_table[..3]);
+        }
+        assert_eq!(
+            s.prefill_stats(),
+            PrefillStats {
+                computed: 15 + 6 + 3 + 3,
+                cached: 24
+            }
+        );
+        assert_eq!(s.finish(1), 12);
+        assert_eq!(s.finish(0), 0);
+    }
+
+    #[test]
+    fn a_fully_cached_prompt_still_computes_its_last_block() {
+        let mut s = Scheduler::new(cfg(8, 64), 100);
+        s.submit(0, vec![3; 8], 2, None).unwrap();
+        step(&mut s);
+        s.submit(1, vec![3; 8], 2, None).unwrap();
+        let p = step(&mut s);
+        let c = chunk(&p, 1);
+        // Block 0 is shared; block 1 holds the last prompt token and is recomputed.
+        assert_eq!((c.start_pos, c.tokens.len(), c.logits_for), (4, 4, 1));
+        assert_ne!(c.block_table[1], chunk(&p, 0).block_table[1]);
+        assert_eq!(c.block_table[0], 0);
+    }
+
+    #[test]
+    fn without_reuse_nothing_is_shared() {
+        let mut s = Scheduler::new(
+            SchedulerConfig {
+                prefix_reuse: false,
+                ..cfg(8, 64)
+            },
+            100,
+        );
+        for id in 0..2 {
+            s.submit(id, prompt(12, id as u32, 3), 2, None).unwrap();
+        }
+        let p = step(&mut s);
+        assert_eq!(p.batch.total_tokens(), 30);
+        assert_eq!(s.prefill_stats().cached, 0);
+    }
+
+    #[test]
+    fn a_group_prefix_stays_pinned_until_the_group_is_done() {
+        // 5 blocks: the 3-block document plus one row's 2 own blocks at a time.
+        let mut s = Scheduler::new(cfg(1, 64), 5);
+        let g = GroupTag {
+            id: 1,
+            prefix_blocks: 3,
+        };
+        s.submit(0, prompt(12, 0, 3), 1, Some(g)).unwrap();
+        step(&mut s);
+        s.finish(0);
+        // The pin holds the document while the group's next row is not here yet.
+        assert_eq!(s.kv_usage().0, 3);
+        s.submit(1, prompt(12, 1, 3), 1, Some(g)).unwrap();
+        let p = step(&mut s);
+        assert_eq!(chunk(&p, 1).start_pos, 12, "the document is reused");
+        s.finish(1);
+        // A row of another group arrives: group 1 is complete, its pin goes
+        // and the cached blocks give way to the newcomer.
+        let other = GroupTag {
+            id: 2,
+            prefix_blocks: 0,
+        };
+        s.submit(2, vec![60; 17], 3, Some(other)).unwrap();
+        let p = step(&mut s);
+        assert_eq!(chunk(&p, 2).block_table.len(), 5);
+        assert_eq!(s.kv_usage().0, 5);
     }
 }

@@ -42,6 +42,7 @@ pub struct Totals {
     pub ok: u64,
     pub error: u64,
     pub prompt_tokens: u64,
+    pub cached_tokens: u64,
     pub completion_tokens: u64,
 }
 
@@ -51,6 +52,7 @@ impl Totals {
         self.ok += other.ok;
         self.error += other.error;
         self.prompt_tokens += other.prompt_tokens;
+        self.cached_tokens += other.cached_tokens;
         self.completion_tokens += other.completion_tokens;
     }
 }
@@ -147,9 +149,10 @@ fn summarize(
     let rows = column("input_row")?.as_primitive_opt::<UInt64Type>();
     let status = column("status")?.as_string_opt::<i32>();
     let prompt = column("prompt_tokens")?.as_primitive_opt::<UInt32Type>();
+    let cached = column("cached_tokens")?.as_primitive_opt::<UInt32Type>();
     let completion = column("completion_tokens")?.as_primitive_opt::<UInt32Type>();
-    let (Some(files), Some(rows), Some(status), Some(prompt), Some(completion)) =
-        (files, rows, status, prompt, completion)
+    let (Some(files), Some(rows), Some(status), Some(prompt), Some(cached), Some(completion)) =
+        (files, rows, status, prompt, cached, completion)
     else {
         return Err(corrupt(path, "key or count columns have unexpected types"));
     };
@@ -176,6 +179,9 @@ fn summarize(
             t.error += 1;
         }
         t.prompt_tokens += u64::from(prompt.value(i));
+        if cached.is_valid(i) {
+            t.cached_tokens += u64::from(cached.value(i));
+        }
         if completion.is_valid(i) {
             t.completion_tokens += u64::from(completion.value(i));
         }
@@ -212,6 +218,7 @@ pub(crate) fn read_part(
         "input_row",
         "status",
         "prompt_tokens",
+        "cached_tokens",
         "completion_tokens",
     ];
     let roots = schema
@@ -442,6 +449,7 @@ mod tests {
                 ok: 3,
                 error: 2,
                 prompt_tokens: 30,
+                cached_tokens: 12,
                 completion_tokens: 9
             }
         );

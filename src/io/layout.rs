@@ -4,6 +4,8 @@
 //! <root>/_job.json                                  job identity: spec hash, input files
 //! <root>/data/shard=NNNNN/part-NNNNN-SSSS.parquet   one per commit
 //! <root>/_commits/shard=NNNNN/seq-SSSS.json         one per committed part
+//! <root>/_commits/shard=NNNNN/_DONE.json            the shard is complete
+//! <root>/_plan/plan.json                            the job's plan (immutable)
 //! <root>/_tmp/shard=NNNNN/                          temp files, never *.parquet
 //! <root>/manifest.json, <root>/_SUCCESS
 //! ```
@@ -37,6 +39,15 @@ impl Layout {
 
     pub(crate) fn success(&self) -> PathBuf {
         self.root.join("_SUCCESS")
+    }
+
+    pub(crate) fn plan_file(&self) -> PathBuf {
+        self.root.join("_plan").join("plan.json")
+    }
+
+    /// Written once every row of the shard is committed.
+    pub(crate) fn done_file(&self, shard: u32) -> PathBuf {
+        self.commits_dir(shard).join("_DONE.json")
     }
 
     pub(crate) fn tmp_root(&self) -> PathBuf {

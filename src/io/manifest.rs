@@ -6,14 +6,13 @@
 //! run may rewrite it); `_SUCCESS` is created if absent.
 
 use std::path::Path;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::create::{create_if_absent, replace_atomically};
 use super::error::IoError;
+use super::job_records::ShardDone;
 use super::layout::Layout;
-use super::part_writer::OutputSummary;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,8 +20,18 @@ pub struct Counts {
     pub total: u64,
     pub ok: u64,
     pub error: u64,
-    /// Rows committed by an earlier attempt and skipped by this run.
+    /// Rows the finishing attempts found committed by earlier attempts.
     pub skipped: u64,
+}
+
+/// One shard's line in the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardLine {
+    pub shard: u32,
+    pub rows: u64,
+    /// Wall time of the attempt that finished the shard.
+    pub wall_time_s: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,44 +43,65 @@ pub struct Manifest {
     pub model_hash: String,
     pub counts: Counts,
     pub prompt_tokens: u64,
+    /// Prompt tokens taken from shared prefix KV instead of computed.
+    pub cached_tokens: u64,
     pub completion_tokens: u64,
-    /// Wall time of this run.
+    /// Longest wall time among the attempts that finished the shards.
     pub wall_time_s: f64,
-    /// Completion tokens this run generated per second of its wall time.
+    /// Completion tokens those attempts generated per second of `wall_time_s`.
     pub output_tokens_per_second: f64,
-    /// Part files relative to the output root, in seq order.
+    pub shards: Vec<ShardLine>,
+    /// Part files relative to the output root, by shard, in seq order.
     pub parts: Vec<String>,
 }
 
 impl Manifest {
-    pub fn new(
-        summary: &OutputSummary,
+    /// The manifest of a job whose shards are all done.
+    pub fn from_shards(
+        spec_hash: &str,
         model_path: &str,
         model_hash: &str,
-        wall_time: Duration,
+        shards: &[ShardDone],
     ) -> Self {
-        let secs = wall_time.as_secs_f64();
-        let t = &summary.totals;
+        let mut t = super::commit::Totals::default();
+        let mut skipped = 0;
+        let mut generated = 0;
+        let mut wall: f64 = 0.0;
+        for d in shards {
+            t.add(&d.totals);
+            skipped += d.skipped;
+            generated += d.run_completion_tokens;
+            wall = wall.max(d.wall_time_s);
+        }
         Manifest {
-            version: 1,
-            spec_hash: summary.spec_hash.clone(),
+            version: 2,
+            spec_hash: spec_hash.to_string(),
             model_path: model_path.to_string(),
             model_hash: model_hash.to_string(),
             counts: Counts {
                 total: t.rows,
                 ok: t.ok,
                 error: t.error,
-                skipped: summary.skipped,
+                skipped,
             },
             prompt_tokens: t.prompt_tokens,
+            cached_tokens: t.cached_tokens,
             completion_tokens: t.completion_tokens,
-            wall_time_s: secs,
-            output_tokens_per_second: if secs > 0.0 {
-                summary.run.completion_tokens as f64 / secs
+            wall_time_s: wall,
+            output_tokens_per_second: if wall > 0.0 {
+                generated as f64 / wall
             } else {
                 0.0
             },
-            parts: summary.parts.clone(),
+            shards: shards
+                .iter()
+                .map(|d| ShardLine {
+                    shard: d.shard,
+                    rows: d.totals.rows,
+                    wall_time_s: d.wall_time_s,
+                })
+                .collect(),
+            parts: shards.iter().flat_map(|d| d.parts.iter().cloned()).collect(),
         }
     }
 }

@@ -95,6 +95,16 @@ impl OutputState {
         Ok(state)
     }
 
+    /// Makes sure `config.root` belongs to this job (claiming a fresh
+    /// directory), without preparing any shard.
+    pub fn claim(config: &OutputConfig) -> Result<(), IoError> {
+        let layout = Layout::new(&config.root);
+        let root = layout.root().to_path_buf();
+        std::fs::create_dir_all(&root)
+            .map_err(|e| IoError::fs("creating output directory", &root, e))?;
+        claim(&layout, config)
+    }
+
     /// Rows committed by earlier attempts: pass to [`InputPlan::stream`].
     pub fn committed(&self) -> &RowSet {
         &self.committed
@@ -313,6 +323,7 @@ pub(crate) fn prepare_dirs(layout: &Layout, shard: u32) -> Result<(), IoError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::job_records::ShardDone;
     use crate::io::manifest::{Manifest, finalize};
     use crate::io::part_writer::WriterConfig;
     use crate::io::test_util::{all_files, ok_result};
@@ -455,7 +466,8 @@ mod tests {
             .into_writer(writer_config(2))
             .finish()
             .expect("finish");
-        let manifest = Manifest::new(&summary, "m.gguf", "mh", std::time::Duration::from_secs(1));
+        let done = ShardDone::from_summary(0, &summary, std::time::Duration::from_secs(1));
+        let manifest = Manifest::from_shards("h1", "m.gguf", "mh", &[done]);
         finalize(&root, &manifest, 4).expect("finalize");
         assert!(root.join("_SUCCESS").is_file());
 

@@ -17,7 +17,7 @@ use super::error::IoError;
 use super::row::{Generation, RowError, RowErrorKind, RowResult};
 
 /// Names of the fixed columns, in order.
-pub const FIXED_COLUMNS: [&str; 15] = [
+pub const FIXED_COLUMNS: [&str; 16] = [
     "id",
     "input_file",
     "input_row",
@@ -27,6 +27,7 @@ pub const FIXED_COLUMNS: [&str; 15] = [
     "output_text",
     "finish_reason",
     "prompt_tokens",
+    "cached_tokens",
     "completion_tokens",
     "model",
     "spec_hash",
@@ -53,6 +54,8 @@ fn fixed_fields() -> Vec<Field> {
         ("output_text", Utf8, true),
         ("finish_reason", Utf8, true),
         ("prompt_tokens", UInt32, false),
+        // Prompt tokens whose KV came from a shared prefix, not computed.
+        ("cached_tokens", UInt32, true),
         ("completion_tokens", UInt32, true),
         ("model", Utf8, false),
         ("spec_hash", Utf8, false),
@@ -125,6 +128,9 @@ pub fn build_batch(
         )),
         Arc::new(UInt32Array::from_iter_values(
             rows.iter().map(|r| r.prompt_tokens),
+        )),
+        Arc::new(UInt32Array::from_iter(
+            rows.iter().map(|r| gen_of(r).map(|g| g.cached_tokens)),
         )),
         Arc::new(UInt32Array::from_iter(
             rows.iter().map(|r| gen_of(r).map(|g| g.completion_tokens)),

@@ -175,6 +175,7 @@ impl PartWriter {
 mod tests {
     use super::*;
     use crate::io::input_plan::{InputPlan, validate_inputs};
+    use crate::io::job_records::ShardDone;
     use crate::io::manifest::{Manifest, finalize};
     use crate::io::output_dir::OutputConfig;
     use crate::io::row::{FinishReason, Generation, InputRow, Prompt, RowTimings};
@@ -194,6 +195,7 @@ mod tests {
                     Prompt::Messages(m) => format!("echo {} messages", m.len()),
                 },
                 finish_reason: FinishReason::Length,
+                cached_tokens: 0,
                 completion_tokens: 2,
                 timings: RowTimings::default(),
             }),
@@ -322,12 +324,8 @@ mod tests {
             Some("empty_prompt".to_string())
         );
 
-        let manifest = Manifest::new(
-            &summary,
-            "model.gguf",
-            "abc",
-            std::time::Duration::from_secs(2),
-        );
+        let done = ShardDone::from_summary(0, &summary, std::time::Duration::from_secs(2));
+        let manifest = Manifest::from_shards(&summary.spec_hash, "model.gguf", "abc", &[done]);
         let incomplete = finalize(&root, &manifest, plan.total_rows() + 1).expect_err("short");
         assert!(matches!(
             incomplete,

@@ -148,6 +148,8 @@ pub struct RowResult {
 pub struct Generation {
     pub text: String,
     pub finish_reason: FinishReason,
+    /// Prompt tokens taken from shared KV blocks instead of computed.
+    pub cached_tokens: u32,
     pub completion_tokens: u32,
     pub timings: RowTimings,
 }

@@ -106,6 +106,7 @@ pub(crate) fn ok_result(
         outcome: Ok(Generation {
             text: text.into(),
             finish_reason: FinishReason::Eos,
+            cached_tokens: 4,
             completion_tokens: 3,
             timings: RowTimings {
                 time_to_first_token_ms: 1.5,

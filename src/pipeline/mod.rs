@@ -1,0 +1,346 @@
+//! One job shard, end to end: spec → inputs → model → output directory →
+//! plan, then the stages (reader → tokenizer → engine → writer) on their own
+//! threads, connected by bounded channels.
+//!
+//! Everything that can make the job pointless (bad spec, input schema, model,
+//! an output directory or plan of another job, a shard outside the plan) is
+//! checked before any row is generated. Afterwards, row-level problems become
+//! error rows and the job goes on. Rows already committed by an earlier
+//! attempt are skipped. The shard's rows run in the plan's order, so rows
+//! sharing a prefix run back to back and reuse its KV.
+
+mod encode;
+mod planning;
+mod summary;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crossbeam::channel::bounded;
+use rayon::prelude::*;
+
+use crate::backend::cpu::dense::CpuDenseExecutor;
+use crate::engine::runner::{Engine, EngineConfig, EngineCounters, Request};
+use crate::engine::scheduler::GroupTag;
+use crate::error::JobError;
+use crate::io::row::{InputRow, RowResult};
+use crate::io::{
+    InputPlan, IoError, OutputConfig, OutputState, ShardDone, WriterConfig, read_plan,
+    validate_inputs, write_done,
+};
+use crate::job::spec::JobSpec;
+use crate::model::error::ModelError;
+use crate::model::load::{LoadedModel, load_model, model_sha256};
+use crate::plan::{Plan, PlanError, PlanIdentity, ShardPlan, load_or_create, resolve_shard};
+use crate::progress::{JobCounters, Progress};
+
+use encode::Encoder;
+pub use planning::{FinalizeOutcome, finalize_job, finalize_output, plan_job};
+pub use summary::RunSummary;
+
+/// KV block size in tokens (also the planner's block).
+pub const BLOCK_SIZE: usize = 16;
+
+/// How rows share prompt KV. Only the benchmark and the equivalence tests
+/// choose anything but [`ReuseMode::Planned`]: the other two are the
+/// baselines the planner is measured against.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReuseMode {
+    /// Plan order, prefix groups pinned, computed blocks shared.
+    #[default]
+    Planned,
+    /// Input order, computed blocks shared while they stay cached (LRU).
+    Arrival,
+    /// Input order, nothing shared.
+    Off,
+}
+
+/// Command-line choices that are not part of the spec.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub output: Option<String>,
+    /// Shard to run; else from the environment (see [`resolve_shard`]).
+    pub shard: Option<u32>,
+    /// Shard count of a plan made by this call; must match an existing plan.
+    pub shards: Option<u32>,
+    pub reuse: ReuseMode,
+}
+
+/// Sets the compute thread count once per process (0 = all cores).
+pub fn init_threads(threads: usize) {
+    if threads > 0 {
+        // A second call (several jobs in one process) keeps the first pool.
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global();
+    }
+}
+
+/// Loads and checks everything a job needs before any work: the spec, the
+/// inputs' schema and the model.
+struct Checked {
+    spec: JobSpec,
+    spec_hash: String,
+    inputs: InputPlan,
+    model: LoadedModel,
+    model_hash: String,
+}
+
+impl Checked {
+    fn identity(&self) -> PlanIdentity {
+        PlanIdentity {
+            spec_hash: self.spec_hash.clone(),
+            model_hash: self.model_hash.clone(),
+            inputs: self
+                .inputs
+                .files()
+                .iter()
+                .map(|f| crate::plan::file::PlanInput {
+                    name: f.name.clone(),
+                    rows: f.num_rows,
+                })
+                .collect(),
+        }
+    }
+
+    fn encoder(&self) -> Encoder<'_> {
+        Encoder::new(&self.model.tokenizer, self.model.chat.as_ref(), &self.spec)
+    }
+}
+
+fn check(spec_path: &str, output: Option<&str>) -> Result<Checked, JobError> {
+    let mut spec = JobSpec::load(Path::new(spec_path))?;
+    if let Some(out) = output {
+        spec.output.path = out.to_string();
+    }
+    let spec_hash = spec.spec_hash();
+    let inputs = validate_inputs(&spec.inputs)?;
+    let model_hash = model_sha256(&spec.model)?;
+    if let Some(pinned) = &spec.model_sha256
+        && !pinned.eq_ignore_ascii_case(&model_hash)
+    {
+        return Err(ModelError::HashMismatch {
+            path: spec.model.clone(),
+            expected: pinned.clone(),
+            found: model_hash,
+        }
+        .into());
+    }
+    let model = load_model(&spec.model)?;
+    Ok(Checked {
+        spec,
+        spec_hash,
+        inputs,
+        model,
+        model_hash,
+    })
+}
+
+/// `specbatch validate`: checks the spec, the inputs' schema and the model.
+pub fn validate_job(spec_path: &str) -> Result<String, JobError> {
+    let c = check(spec_path, None)?;
+    Ok(format!(
+        "spec ok: {spec_path} (spec hash {})\ninputs ok: {} file(s), {} rows\nmodel ok: {} ({}, sha256 {})\noutput: {}",
+        c.spec_hash,
+        c.inputs.files().len(),
+        c.inputs.total_rows(),
+        c.model.name,
+        c.model.weights.config.arch.name(),
+        c.model_hash,
+        c.spec.output.path
+    ))
+}
+
+/// Input rows per read; small enough to keep memory flat, large enough that
+/// parallel tokenization pays.
+const READ_BATCH_ROWS: usize = 256;
+
+/// Refuses a shard outside the plan that exists (or that `shards` would make)
+/// before the output directory is touched.
+fn check_shard(root: &Path, shard: u32, shards: Option<u32>) -> Result<(), JobError> {
+    let planned = match read_plan(root)? {
+        Some(bytes) => serde_json::from_slice::<Plan>(&bytes).ok().map(|p| p.shards),
+        None => None,
+    };
+    let limit = planned.or(shards).unwrap_or(1);
+    if shard >= limit {
+        return Err(PlanError::ShardOutOfRange {
+            shard,
+            shards: limit,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The shard's rows in run order: `(file_index, input_row) -> (position, group)`.
+fn run_order(shard: &ShardPlan, mode: ReuseMode) -> HashMap<(u32, u64), (usize, Option<GroupTag>)> {
+    let mut rows: Vec<((u32, u64), Option<GroupTag>)> = shard
+        .groups
+        .iter()
+        .flat_map(|g| {
+            let tag = GroupTag {
+                id: g.id,
+                prefix_blocks: g.prefix_tokens / BLOCK_SIZE,
+            };
+            g.rows.iter().map(move |&[f, r]| ((f as u32, r), Some(tag)))
+        })
+        .collect();
+    if mode != ReuseMode::Planned {
+        rows.sort_by_key(|(key, _)| *key);
+        rows.iter_mut().for_each(|(_, g)| *g = None);
+    }
+    rows.into_iter()
+        .enumerate()
+        .map(|(pos, (key, group))| (key, (pos, group)))
+        .collect()
+}
+
+/// `specbatch run`: runs (or resumes) one shard of a job to completion.
+pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobError> {
+    let started = Instant::now();
+    let checked = check(spec_path, opts.output.as_deref())?;
+    let shard = resolve_shard(opts.shard, |k| std::env::var(k).ok())?;
+    let root = PathBuf::from(&checked.spec.output.path);
+    check_shard(&root, shard, opts.shards)?;
+    let mut out_cfg = OutputConfig::new(&checked.spec.output, &checked.inputs, &checked.spec_hash);
+    out_cfg.shard = shard;
+    let state = OutputState::open(out_cfg)?;
+    init_threads(checked.spec.engine.threads);
+    let (plan, _) = load_or_create(&root, &checked.identity(), opts.shards, |n| {
+        planning::make_plan(&checked, n)
+    })?;
+    let shard_plan = plan.shard(shard)?;
+    let order = run_order(shard_plan, opts.reuse);
+    let total = shard_plan.rows;
+    let skip = state.committed().clone();
+    let skipped = state.totals().rows;
+    let Checked { spec, inputs, model, .. } = checked;
+    let mut writer = state.into_writer(WriterConfig::new(&spec.output, &model.name));
+    let LoadedModel {
+        weights,
+        tokenizer,
+        chat,
+        ..
+    } = model;
+    let exec = CpuDenseExecutor::new(weights, spec.engine.kv_cache_bytes, BLOCK_SIZE);
+    let engine_cfg = EngineConfig {
+        max_running: spec.engine.max_concurrent_rows,
+        max_batch_tokens: spec.engine.max_batch_tokens,
+        block_size: BLOCK_SIZE,
+        stop: spec.generation.stop.clone(),
+        prefix_reuse: opts.reuse != ReuseMode::Off,
+    };
+    let engine_counters = Arc::new(EngineCounters::default());
+    let job_counters = Arc::new(JobCounters::default());
+    let mut engine = Engine::new(exec, &tokenizer, &engine_cfg, engine_counters.clone());
+    let encoder = Encoder::new(&tokenizer, chat.as_ref(), &spec);
+    let inputs = &inputs;
+    let progress = Progress::start(total, skipped, job_counters.clone(), engine_counters);
+
+    let (req_tx, req_rx) = bounded::<Request>(engine_cfg.max_running * 2);
+    let (out_tx, out_rx) = bounded::<RowResult>(1024);
+    let (prep_res, write_res, engine_res) = std::thread::scope(|s| {
+        let prep_out = out_tx.clone();
+        let encoder = &encoder;
+        let order = &order;
+        // Reads and tokenizes the shard's rows, then hands them to the
+        // engine in run order; rows that fail early go straight out.
+        let prepare = s.spawn(move || -> Result<(), IoError> {
+            let mut slots: Vec<Option<Request>> = Vec::new();
+            slots.resize_with(order.len(), || None);
+            for batch in inputs.stream(READ_BATCH_ROWS, skip) {
+                let mine: Vec<InputRow> = batch?
+                    .into_iter()
+                    .filter(|r| order.contains_key(&(r.key.file_index, r.key.input_row)))
+                    .collect();
+                let prepared: Vec<_> = mine.into_par_iter().map(|r| encoder.encode(r)).collect();
+                for p in prepared {
+                    match p {
+                        Ok(mut req) => {
+                            let (pos, group) = order[&(req.key.file_index, req.key.input_row)];
+                            req.group = group;
+                            slots[pos] = Some(req);
+                        }
+                        Err(res) => {
+                            if prep_out.send(*res).is_err() {
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+            }
+            for req in slots.into_iter().flatten() {
+                if req_tx.send(req).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        let counters = job_counters.clone();
+        let write = s.spawn(move || -> Result<_, IoError> {
+            let mut kinds: BTreeMap<&'static str, u64> = BTreeMap::new();
+            let mut samples = Vec::new();
+            for r in out_rx {
+                match &r.outcome {
+                    Err(e) => {
+                        counters.rows_error.fetch_add(1, Ordering::Relaxed);
+                        *kinds.entry(e.kind.as_str()).or_default() += 1;
+                    }
+                    Ok(g) if samples.len() < summary::SUMMARY_SAMPLES => {
+                        samples.push((r.key.id.clone(), g.text.clone()));
+                    }
+                    Ok(_) => {}
+                }
+                writer.push(r)?;
+                counters.rows_done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok((writer.finish()?, kinds, samples))
+        });
+        let engine_res = engine.run(&req_rx, &out_tx);
+        drop(out_tx);
+        drop(req_rx);
+        (
+            prepare.join().map_err(|_| JobError::Stage("tokenizer")),
+            write.join().map_err(|_| JobError::Stage("writer")),
+            engine_res,
+        )
+    });
+    progress.finish();
+    // The writer's failure explains an engine that lost its output channel.
+    let (written, error_kinds, samples) = write_res??;
+    prep_res??;
+    engine_res?;
+    if written.totals.rows != total {
+        return Err(IoError::Incomplete {
+            committed: written.totals.rows,
+            expected: total,
+        }
+        .into());
+    }
+    write_done(&root, &ShardDone::from_summary(shard, &written, started.elapsed()))?;
+    let outcome = finalize_job(&root, &plan)?;
+    let t = written.totals;
+    Ok(RunSummary {
+        output: root.display().to_string(),
+        shard,
+        shards: plan.shards,
+        pending_shards: match outcome {
+            FinalizeOutcome::Done(_) => Vec::new(),
+            FinalizeOutcome::Pending(p) => p,
+        },
+        total: t.rows,
+        ok: t.ok,
+        error: t.error,
+        skipped: written.skipped,
+        prompt_tokens: t.prompt_tokens,
+        cached_tokens: t.cached_tokens,
+        completion_tokens: t.completion_tokens,
+        wall_secs: started.elapsed().as_secs_f64(),
+        error_kinds,
+        samples,
+    })
+}

@@ -1,0 +1,94 @@
+//! What `specbatch run` prints when a shard finishes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// What `run` prints at the end.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub output: String,
+    pub shard: u32,
+    pub shards: u32,
+    /// Shards without a done record yet (empty once `_SUCCESS` is written).
+    pub pending_shards: Vec<u32>,
+    pub total: u64,
+    pub ok: u64,
+    pub error: u64,
+    pub skipped: u64,
+    pub prompt_tokens: u64,
+    /// Prompt tokens taken from shared prefix KV.
+    pub cached_tokens: u64,
+    pub completion_tokens: u64,
+    pub wall_secs: f64,
+    /// Error rows of this run by `error_kind`.
+    pub error_kinds: BTreeMap<&'static str, u64>,
+    /// The first few answers of this run: (id, text).
+    pub samples: Vec<(String, String)>,
+}
+
+/// Answers shown in the summary.
+pub(super) const SUMMARY_SAMPLES: usize = 5;
+/// Characters of each answer shown in the summary.
+const SAMPLE_CHARS: usize = 90;
+
+impl fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.shards > 1 {
+            writeln!(
+                f,
+                "shard {} of {} done: output in {}",
+                self.shard, self.shards, self.output
+            )?;
+        } else {
+            writeln!(f, "job done: output in {}", self.output)?;
+        }
+        writeln!(
+            f,
+            "  rows        {} total: {} ok, {} error, {} skipped (committed by an earlier attempt)",
+            self.total, self.ok, self.error, self.skipped
+        )?;
+        writeln!(
+            f,
+            "  tokens      {} prompt ({} from shared prefixes), {} generated",
+            self.prompt_tokens, self.cached_tokens, self.completion_tokens
+        )?;
+        writeln!(
+            f,
+            "  time        {:.1} s, {:.1} generated tok/s",
+            self.wall_secs,
+            self.completion_tokens as f64 / self.wall_secs.max(1e-9)
+        )?;
+        if !self.error_kinds.is_empty() {
+            let kinds: Vec<String> = self
+                .error_kinds
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            writeln!(f, "  errors      {}", kinds.join(", "))?;
+        }
+        if !self.pending_shards.is_empty() {
+            let list: Vec<String> = self.pending_shards.iter().map(u32::to_string).collect();
+            writeln!(
+                f,
+                "  pending     shard(s) {} still running; the last to finish writes manifest.json and _SUCCESS",
+                list.join(", ")
+            )?;
+        }
+        for (id, text) in &self.samples {
+            let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let shown: String = one_line.chars().take(SAMPLE_CHARS).collect();
+            let more = if one_line.chars().count() > SAMPLE_CHARS {
+                "…"
+            } else {
+                ""
+            };
+            writeln!(f, "  {id:<10}  {shown}{more}")?;
+        }
+        write!(
+            f,
+            "  read it     duckdb -c \"select id, status, output_text from '{}/data/**/*.parquet'\"",
+            self.output
+        )
+    }
+}
+
