@@ -28,13 +28,13 @@ use crate::engine::scheduler::GroupTag;
 use crate::error::JobError;
 use crate::io::row::{InputRow, RowResult};
 use crate::io::{
-    InputPlan, IoError, OutputConfig, OutputState, ShardDone, WriterConfig, read_plan,
-    validate_inputs, write_done,
+    InputPlan, IoError, OutputConfig, OutputState, ShardDone, WriterConfig, validate_inputs,
+    write_done,
 };
 use crate::job::spec::JobSpec;
 use crate::model::error::ModelError;
 use crate::model::load::{LoadedModel, load_model, model_sha256};
-use crate::plan::{Plan, PlanError, PlanIdentity, ShardPlan, load_or_create, resolve_shard};
+use crate::plan::{PlanError, PlanIdentity, ShardPlan, load_or_create, resolve_shard};
 use crate::progress::{JobCounters, Progress};
 
 use encode::Encoder;
@@ -158,24 +158,6 @@ pub fn validate_job(spec_path: &str) -> Result<String, JobError> {
 /// parallel tokenization pays.
 const READ_BATCH_ROWS: usize = 256;
 
-/// Refuses a shard outside the plan that exists (or that `shards` would make)
-/// before the output directory is touched.
-fn check_shard(root: &Path, shard: u32, shards: Option<u32>) -> Result<(), JobError> {
-    let planned = match read_plan(root)? {
-        Some(bytes) => serde_json::from_slice::<Plan>(&bytes).ok().map(|p| p.shards),
-        None => None,
-    };
-    let limit = planned.or(shards).unwrap_or(1);
-    if shard >= limit {
-        return Err(PlanError::ShardOutOfRange {
-            shard,
-            shards: limit,
-        }
-        .into());
-    }
-    Ok(())
-}
-
 /// The shard's rows in run order: `(file_index, input_row) -> (position, group)`.
 fn run_order(shard: &ShardPlan, mode: ReuseMode) -> HashMap<(u32, u64), (usize, Option<GroupTag>)> {
     let mut rows: Vec<((u32, u64), Option<GroupTag>)> = shard
@@ -205,15 +187,20 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
     let checked = check(spec_path, opts.output.as_deref())?;
     let shard = resolve_shard(opts.shard, |k| std::env::var(k).ok())?;
     let root = PathBuf::from(&checked.spec.output.path);
-    check_shard(&root, shard, opts.shards)?;
     let mut out_cfg = OutputConfig::new(&checked.spec.output, &checked.inputs, &checked.spec_hash);
     out_cfg.shard = shard;
-    let state = OutputState::open(out_cfg)?;
+    // The directory must be this job's before a plan is stored in it, and the
+    // plan must fit before the shard's directories are made.
+    OutputState::claim(&out_cfg)?;
     init_threads(checked.spec.engine.threads);
     let (plan, _) = load_or_create(&root, &checked.identity(), opts.shards, |n| {
+        if shard >= n {
+            return Err(PlanError::ShardOutOfRange { shard, shards: n });
+        }
         planning::make_plan(&checked, n)
     })?;
     let shard_plan = plan.shard(shard)?;
+    let state = OutputState::open(out_cfg)?;
     let order = run_order(shard_plan, opts.reuse);
     let total = shard_plan.rows;
     let skip = state.committed().clone();

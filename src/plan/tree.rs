@@ -58,6 +58,13 @@ struct Node {
     longest: usize,
 }
 
+/// A step of the depth-first walk: a subtree, or the rows ending at a node
+/// (after its children).
+enum Visit {
+    Node(usize),
+    Rows(usize),
+}
+
 /// A set of rows planned to run together behind a shared prefix.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Group {
@@ -164,12 +171,18 @@ impl<'r> PrefixTree<'r> {
         self.nodes[0].cost
     }
 
-    /// Rows of `v`'s subtree in run order.
+    /// Rows of `v`'s subtree in run order: children (longest first), then
+    /// the rows that end at a node, which are shorter.
     fn subtree_rows(&self, v: usize, out: &mut Vec<usize>) {
-        let mut stack = vec![v];
-        while let Some(n) = stack.pop() {
-            out.extend(&self.nodes[n].rows);
-            stack.extend(self.nodes[n].children.iter().rev());
+        let mut stack = vec![Visit::Node(v)];
+        while let Some(item) = stack.pop() {
+            match item {
+                Visit::Rows(n) => out.extend(&self.nodes[n].rows),
+                Visit::Node(n) => {
+                    stack.push(Visit::Rows(n));
+                    stack.extend(self.nodes[n].children.iter().rev().map(|&c| Visit::Node(c)));
+                }
+            }
         }
     }
 
@@ -177,10 +190,16 @@ impl<'r> PrefixTree<'r> {
     /// exceed it), in run order.
     pub fn groups(&self, cap: f64) -> Vec<Group> {
         let mut out = Vec::new();
-        // (node, whether to emit it whole) in depth-first order.
-        let mut stack = vec![0usize];
+        let mut stack = vec![Visit::Node(0)];
         let mut loose: Vec<usize> = Vec::new();
-        while let Some(n) = stack.pop() {
+        while let Some(item) = stack.pop() {
+            let n = match item {
+                Visit::Rows(n) => {
+                    loose.extend(&self.nodes[n].rows);
+                    continue;
+                }
+                Visit::Node(n) => n,
+            };
             let node = &self.nodes[n];
             if node.cost <= cap || (node.children.is_empty() && node.rows.len() == 1) {
                 let mut rows = Vec::new();
@@ -195,8 +214,8 @@ impl<'r> PrefixTree<'r> {
                 }
                 continue;
             }
-            loose.extend(&node.rows);
-            stack.extend(node.children.iter().rev());
+            stack.push(Visit::Rows(n));
+            stack.extend(node.children.iter().rev().map(|&c| Visit::Node(c)));
         }
         self.flush_loose(&mut loose, cap, &mut out);
         out
