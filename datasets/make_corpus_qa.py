@@ -334,8 +334,9 @@ CHAPTER = re.compile(r"^(CHAPTER|Chapter) [0-9IVXLC]+\.?$")
 
 
 def paragraphs(lines):
-    """Blank-line separated paragraphs, each reflowed to one line, and the
-    indices of the paragraphs that are chapter headings."""
+    """Blank-line separated paragraphs, each reflowed to one line, the
+    indices of the paragraphs that are chapter headings, and the whole text
+    (to keep inserted names and numbers out of it)."""
     paras, cur = [], []
     for line in lines + [""]:
         if line:
@@ -344,7 +345,7 @@ def paragraphs(lines):
             paras.append(" ".join(cur))
             cur = []
     heads = [i for i, p in enumerate(paras) if CHAPTER.match(p)]
-    return paras, heads
+    return paras, heads, "\n".join(paras)
 
 
 def take_passage(paras, start, budget):
@@ -374,10 +375,10 @@ def take_passage(paras, start, budget):
     return out
 
 
-def random_name(rng, used):
+def random_name(rng, used, novel_text):
     while True:
         name = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(5))
-        if name not in used:
+        if name not in used and name not in novel_text:
             used.add(name)
             return name
 
@@ -397,7 +398,7 @@ def task_counts(questions, weights):
 
 def build_document(rng, novels, novel, head, target_tokens, counts, doc_id):
     """Returns (document text, [question dicts])."""
-    paras, heads = novels[novel]
+    paras, heads, novel_text = novels[novel]
     questions = []
     inserts = []  # (depth in [0, 1), order, sentence)
 
@@ -406,6 +407,8 @@ def build_document(rng, novels, novel, head, target_tokens, counts, doc_id):
         key = rng.choice([k for k in KEYS if k not in used_keys])
         used_keys.add(key)
         number = str(rng.randrange(1_000_000, 10_000_000))
+        while number in novel_text:
+            number = str(rng.randrange(1_000_000, 10_000_000))
         depth = rng.random()
         inserts.append((depth, len(inserts), f"The special magic number for {key} is {number}."))
         questions.append(
@@ -419,11 +422,13 @@ def build_document(rng, novels, novel, head, target_tokens, counts, doc_id):
 
     used_names, used_values = set(), set()
     for _ in range(counts.get("vartrack", 0)):
+        # Unique in the document: not in the novel, not inside a needle number.
+        numbers = [q["expected_answer"] for q in questions]
         value = rng.randrange(10_000, 100_000)
-        while value in used_values:
+        while value in used_values or str(value) in novel_text or any(str(value) in n for n in numbers):
             value = rng.randrange(10_000, 100_000)
         used_values.add(value)
-        names = [random_name(rng, used_names) for _ in range(VAR_CHAIN_LEN)]
+        names = [random_name(rng, used_names, novel_text) for _ in range(VAR_CHAIN_LEN)]
         depths = sorted(rng.random() for _ in names)
         for j, (name, depth) in enumerate(zip(names, depths)):
             rhs = str(value) if j == 0 else f"VAR {names[j - 1]}"
@@ -499,7 +504,7 @@ def generate(args, novels):
     parsed = {name: paragraphs(lines) for name, lines in novels.items()}
     # Characters from each paragraph to the end of its novel.
     tail = {}
-    for name, (paras, _) in parsed.items():
+    for name, (paras, _, _) in parsed.items():
         acc, t = 0, [0] * len(paras)
         for i in range(len(paras) - 1, -1, -1):
             acc += len(paras[i]) + 2
