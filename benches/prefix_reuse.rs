@@ -62,7 +62,8 @@ fn decode_weight(spec: &JobSpec, mean_prompt: usize) -> anyhow::Result<f64> {
     let gen_tokens = 32;
     let per_row = (mean_prompt + gen_tokens).div_ceil(BLOCK_SIZE) * BLOCK_SIZE;
     let per_token = KvArena::bytes_per_token(m.weights.config.n_layers, m.weights.config.kv_dim());
-    let mut exec = CpuDenseExecutor::new(m.weights, (rows * per_row * per_token) as u64, BLOCK_SIZE);
+    let mut exec =
+        CpuDenseExecutor::new(m.weights, (rows * per_row * per_token) as u64, BLOCK_SIZE);
     let p = run_point(
         &mut exec,
         rows,
@@ -101,7 +102,9 @@ fn main() -> anyhow::Result<()> {
     let decode = results.last().expect("three runs").completion as f64;
     let ideal = (naive as f64 + w * decode) / (optimum as f64 + w * decode);
 
-    println!("job {spec_path}: {rows} rows, {naive} prompt tokens, unique-prefix optimum {optimum}");
+    println!(
+        "job {spec_path}: {rows} rows, {naive} prompt tokens, unique-prefix optimum {optimum}"
+    );
     println!("decode/prefill cost per token on this model: {w:.1} (measured now)");
     println!(
         "{:<20} {:>12} {:>10} {:>9} {:>9} {:>9}",

@@ -106,7 +106,7 @@ fn main() -> ExitCode {
                 shards,
                 ..RunOptions::default()
             };
-            pipeline::plan_job(&job, &opts).map(|report| print!("{report}"))
+            pipeline::plan_job(&job, &opts).map(|report| println!("{report}"))
         }
         Command::Finalize { output } => finalize(&output),
         Command::Validate { job } => {

@@ -1,16 +1,20 @@
 //! Prefix reuse changes speed, never results: a shared-document QA job run
 //! with planned reuse, with arrival-order LRU reuse and with no reuse gives
 //! the same greedy output, read back with DuckDB, while the planned run
-//! computes each document once.
+//! computes each document once; and on the committed corpus-QA sample the
+//! planner's groups are exactly its documents.
 
 mod common;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use std::collections::BTreeMap;
+
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use parquet::arrow::ArrowWriter;
-use specbatch::pipeline::{ReuseMode, RunOptions, run_job};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use specbatch::pipeline::{ReuseMode, RunOptions, plan_job, run_job};
 
 const DOCS: usize = 3;
 const QUESTIONS: usize = 4;
@@ -44,8 +48,8 @@ fn write_dataset(path: &Path) {
         ("prompt", Arc::new(StringArray::from(prompts)) as ArrayRef),
     ])
     .unwrap();
-    let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None)
-        .unwrap();
+    let mut w =
+        ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
 }
@@ -119,6 +123,90 @@ fn reuse_changes_prefill_work_not_outputs() {
     assert_eq!(naive - cached_tokens(&planned), optimum);
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(planned.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(manifest["cached_tokens"].as_u64(), Some(cached_tokens(&planned)));
+    assert_eq!(
+        manifest["cached_tokens"].as_u64(),
+        Some(cached_tokens(&planned))
+    );
     assert_eq!(plan["shards"].as_u64(), Some(1));
+}
+
+/// The `doc_id` of every row of a Parquet file, in file order.
+fn doc_ids(path: &Path) -> Vec<String> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let col = batch.column_by_name("doc_id").expect("doc_id column");
+        let col = col
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("string doc_id");
+        out.extend((0..col.len()).map(|i| col.value(i).to_string()));
+    }
+    out
+}
+
+#[test]
+fn planned_groups_are_the_sample_documents() {
+    let root = common::root();
+    let input = root.join("datasets/corpus_qa_sample.parquet");
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = std::fs::read_to_string(root.join("jobs/corpus_qa.yaml"))
+        .unwrap()
+        .replace(
+            "datasets/corpus_qa_sample.parquet",
+            &input.display().to_string(),
+        )
+        .replace(
+            &format!("models/{}", common::SMOLLM2),
+            &common::model_path(common::SMOLLM2),
+        );
+    let spec_path = tmp.path().join("job.yaml");
+    std::fs::write(&spec_path, spec).unwrap();
+    let out = tmp.path().join("out");
+    let opts = RunOptions {
+        output: Some(out.display().to_string()),
+        shards: Some(2),
+        ..RunOptions::default()
+    };
+    plan_job(&spec_path.display().to_string(), &opts).unwrap();
+    let plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("_plan/plan.json")).unwrap()).unwrap();
+
+    let docs = doc_ids(&input);
+    let mut group_of_doc: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut seen = vec![0; docs.len()];
+    for shard in plan["shard_plans"].as_array().unwrap() {
+        for group in shard["groups"].as_array().unwrap() {
+            let id = group["id"].as_u64().unwrap();
+            for row in group["rows"].as_array().unwrap() {
+                assert_eq!(row[0].as_u64(), Some(0), "one input file");
+                let r = row[1].as_u64().unwrap() as usize;
+                seen[r] += 1;
+                let prev = group_of_doc.insert(&docs[r], id);
+                assert!(
+                    prev.is_none() || prev == Some(id),
+                    "{} split over groups",
+                    docs[r]
+                );
+            }
+        }
+    }
+    assert!(
+        seen.iter().all(|&n| n == 1),
+        "every row planned once: {seen:?}"
+    );
+    let distinct: std::collections::BTreeSet<u64> = group_of_doc.values().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        group_of_doc.len(),
+        "one group per document: {group_of_doc:?}"
+    );
+    assert_eq!(
+        plan["stats"]["groups"].as_u64(),
+        Some(group_of_doc.len() as u64)
+    );
 }

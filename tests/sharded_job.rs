@@ -87,12 +87,25 @@ fn concurrent_shards_with_a_crash_equal_one_process() {
     // Bad requests: nothing starts, nothing is touched.
     let o = run(&["run", spec, "--output", multi_s, "--shard", "3"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("shard 3 is outside the plan's 3 shard(s)"), "{}", text(&o));
+    assert!(
+        text(&o).contains("shard 3 is outside the plan's 3 shard(s)"),
+        "{}",
+        text(&o)
+    );
     let o = run(&["run", spec, "--output", multi_s, "--shards", "2"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("3 shard(s), not the 2 asked for"), "{}", text(&o));
+    assert!(
+        text(&o).contains("3 shard(s), not the 2 asked for"),
+        "{}",
+        text(&o)
+    );
     let o = run(&["finalize", multi_s]);
-    assert_eq!(o.status.code(), Some(1), "nothing is done yet: {}", text(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "nothing is done yet: {}",
+        text(&o)
+    );
     assert!(!multi.join("data/shard=00003").exists());
 
     let start = |shard: u32| -> Child {
@@ -133,7 +146,11 @@ fn concurrent_shards_with_a_crash_equal_one_process() {
         );
         let o = run(&["finalize", multi_s]);
         assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-        assert!(text(&o).contains("[1]"), "names the missing shard: {}", text(&o));
+        assert!(
+            text(&o).contains("[1]"),
+            "names the missing shard: {}",
+            text(&o)
+        );
     }
     let o = specbatch(&["run", spec, "--output", multi_s])
         .env("JOB_COMPLETION_INDEX", "1")
@@ -158,7 +175,11 @@ fn concurrent_shards_with_a_crash_equal_one_process() {
     assert_eq!(manifest["counts"]["total"].as_u64(), Some(36));
     assert_eq!(manifest["shards"].as_array().map(Vec::len), Some(3));
     for s in 0..3 {
-        assert!(multi.join(format!("_commits/shard={s:05}/_DONE.json")).is_file());
+        assert!(
+            multi
+                .join(format!("_commits/shard={s:05}/_DONE.json"))
+                .is_file()
+        );
     }
     // Finalizing again is harmless.
     let o = run(&["finalize", multi_s]);

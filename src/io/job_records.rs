@@ -134,7 +134,11 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(read_done(root, 2).unwrap(), Some(done), "the first record stays");
+        assert_eq!(
+            read_done(root, 2).unwrap(),
+            Some(done),
+            "the first record stays"
+        );
         assert!(root.join("_commits/shard=00002/_DONE.json").is_file());
     }
 }

@@ -101,7 +101,10 @@ impl Manifest {
                     wall_time_s: d.wall_time_s,
                 })
                 .collect(),
-            parts: shards.iter().flat_map(|d| d.parts.iter().cloned()).collect(),
+            parts: shards
+                .iter()
+                .flat_map(|d| d.parts.iter().cloned())
+                .collect(),
         }
     }
 }

@@ -102,7 +102,10 @@ impl BlockPool {
     /// budget cannot take it now; nothing changes then.
     pub fn try_admit(&mut self, shared: &[BlockHash], need: usize) -> Option<SeqBlocks> {
         let blocks: Vec<u32> = shared.iter().map(|h| self.index[h]).collect();
-        let reviving = blocks.iter().filter(|&&b| self.refs[b as usize] == 0).count();
+        let reviving = blocks
+            .iter()
+            .filter(|&&b| self.refs[b as usize] == 0)
+            .count();
         let fresh = need.saturating_sub(blocks.len());
         if self.in_use + self.promised + reviving + fresh > self.total {
             return None;
@@ -143,7 +146,9 @@ impl BlockPool {
                     .cached
                     .pop_first()
                     .expect("a reservation guarantees a free or cached block");
-                let hash = self.published[b as usize].take().expect("cached is published");
+                let hash = self.published[b as usize]
+                    .take()
+                    .expect("cached is published");
                 self.index.remove(&hash);
                 self.evictions += 1;
                 b
@@ -242,7 +247,11 @@ mod tests {
         assert_eq!(b.table.len(), 4);
         let mut all: Vec<u32> = a.table.iter().chain(&b.table).copied().collect();
         all.sort_unstable();
-        assert_eq!(all, (0..10).collect::<Vec<_>>(), "every block handed out once");
+        assert_eq!(
+            all,
+            (0..10).collect::<Vec<_>>(),
+            "every block handed out once"
+        );
         pool.release(a);
         assert_eq!(pool.in_use(), 4);
         assert!(pool.try_admit(&[], 6).is_some());

@@ -93,4 +93,3 @@ impl<'a> Encoder<'a> {
         }
     }
 }
-

@@ -205,7 +205,12 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
     let total = shard_plan.rows;
     let skip = state.committed().clone();
     let skipped = state.totals().rows;
-    let Checked { spec, inputs, model, .. } = checked;
+    let Checked {
+        spec,
+        inputs,
+        model,
+        ..
+    } = checked;
     let mut writer = state.into_writer(WriterConfig::new(&spec.output, &model.name));
     let LoadedModel {
         weights,
@@ -308,7 +313,10 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
         }
         .into());
     }
-    write_done(&root, &ShardDone::from_summary(shard, &written, started.elapsed()))?;
+    write_done(
+        &root,
+        &ShardDone::from_summary(shard, &written, started.elapsed()),
+    )?;
     let outcome = finalize_job(&root, &plan)?;
     let t = written.totals;
     Ok(RunSummary {

@@ -69,7 +69,10 @@ fn check(
     if plan.version != PLAN_VERSION {
         return Err(PlanError::Corrupt {
             path,
-            reason: format!("plan version {} (this build reads {PLAN_VERSION})", plan.version),
+            reason: format!(
+                "plan version {} (this build reads {PLAN_VERSION})",
+                plan.version
+            ),
         });
     }
     let found = &plan.identity;
@@ -83,7 +86,11 @@ fn check(
         return Err(mismatch("spec hash", &found.spec_hash, &identity.spec_hash));
     }
     if found.model_hash != identity.model_hash {
-        return Err(mismatch("model hash", &found.model_hash, &identity.model_hash));
+        return Err(mismatch(
+            "model hash",
+            &found.model_hash,
+            &identity.model_hash,
+        ));
     }
     if found.inputs != identity.inputs {
         let describe = |inputs: &[PlanInput]| {

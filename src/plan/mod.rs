@@ -271,7 +271,11 @@ mod tests {
         // A fixed shuffle: interleave documents.
         let n = prompts.len();
         let order: Vec<usize> = (0..n).map(|i| (i * 7) % n).collect();
-        assert_eq!(order.iter().collect::<HashSet<_>>().len(), n, "a permutation");
+        assert_eq!(
+            order.iter().collect::<HashSet<_>>().len(),
+            n,
+            "a permutation"
+        );
         let prompts: Vec<Vec<u32>> = order.into_iter().map(|i| prompts[i].clone()).collect();
         let rows = prompts
             .iter()
@@ -320,7 +324,11 @@ mod tests {
             assert_eq!(g.rows.len(), 6);
             assert_eq!(g.prefix_tokens, 44, "45 shared tokens: 11 full blocks");
         }
-        assert_eq!(seen_docs.len(), 4, "documents are not interleaved: {seen_docs:?}");
+        assert_eq!(
+            seen_docs.len(),
+            4,
+            "documents are not interleaved: {seen_docs:?}"
+        );
         // Reuse: 11 blocks per document once (the first, all system prompt,
         // once for all), plus each row's tail.
         let tails: u64 = prompts.iter().map(|p| (p.len() - 44) as u64).sum();
@@ -345,7 +353,11 @@ mod tests {
         let mut doc_shard: HashMap<u32, u32> = HashMap::new();
         for (r, s) in &shard_of {
             let doc = prompts[*r as usize][5] / 1000;
-            assert_eq!(*doc_shard.entry(doc).or_insert(*s), *s, "document {doc} split");
+            assert_eq!(
+                *doc_shard.entry(doc).or_insert(*s),
+                *s,
+                "document {doc} split"
+            );
         }
         let costs: Vec<f64> = plan.shard_plans.iter().map(|s| s.cost).collect();
         let (lo, hi) = costs
@@ -356,7 +368,10 @@ mod tests {
         assert_eq!(plan.shard_plans.iter().map(|s| s.rows).sum::<u64>(), 40);
         assert!(matches!(
             plan.shard(3),
-            Err(PlanError::ShardOutOfRange { shard: 3, shards: 3 })
+            Err(PlanError::ShardOutOfRange {
+                shard: 3,
+                shards: 3
+            })
         ));
     }
 
@@ -392,7 +407,11 @@ mod tests {
         });
         let plan = Plan::make(identity(), "m.gguf", &rows, BS, 1).unwrap();
         let order: Vec<u64> = rows_of(&plan).iter().map(|(_, _, r)| *r).collect();
-        assert_eq!(order, vec![5, 4, 3, 2, 1, 0, 6], "longest first, error rows last");
+        assert_eq!(
+            order,
+            vec![5, 4, 3, 2, 1, 0, 6],
+            "longest first, error rows last"
+        );
         assert_eq!(plan.stats.error_rows, 1);
         assert!(rows_of(&plan).iter().all(|(_, g, _)| g.prefix_tokens == 0));
     }
@@ -408,7 +427,17 @@ mod tests {
             load_or_create(dir.path(), &identity(), None, |_| unreachable!()).unwrap();
         assert_eq!((again, created), (p, false));
         let err = load_or_create(dir.path(), &identity(), Some(3), make).unwrap_err();
-        assert!(matches!(err, PlanError::ShardCount { planned: 2, asked: 3, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                PlanError::ShardCount {
+                    planned: 2,
+                    asked: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let mut other = identity();
         other.model_hash = "other".into();
         let err = load_or_create(dir.path(), &other, None, make).unwrap_err();

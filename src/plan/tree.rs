@@ -258,10 +258,10 @@ impl<'r> PrefixTree<'r> {
         };
         let cost = cost.unwrap_or_else(|| {
             rows.iter()
-            .map(|&r| {
-                let row = &self.rows[r];
-                row.cost_alone() - (prefix_blocks * bs).min(row.prompt_len) as f64
-            })
+                .map(|&r| {
+                    let row = &self.rows[r];
+                    row.cost_alone() - (prefix_blocks * bs).min(row.prompt_len) as f64
+                })
                 .sum::<f64>()
                 + (prefix_blocks * bs) as f64
         });
