@@ -9,6 +9,8 @@ pub enum Isa {
     Scalar,
     /// AVX-512 F/BW/VL with VNNI int8 dot products.
     Avx512,
+    /// AVX2 with F16C (no FMA: the numerics round products separately).
+    Avx2,
 }
 
 impl Isa {
@@ -16,11 +18,10 @@ impl Isa {
     pub fn detect() -> Isa {
         static BEST: OnceLock<Isa> = OnceLock::new();
         *BEST.get_or_init(|| {
-            if Isa::Avx512.is_available() {
-                Isa::Avx512
-            } else {
-                Isa::Scalar
-            }
+            [Isa::Avx512, Isa::Avx2]
+                .into_iter()
+                .find(|i| i.is_available())
+                .unwrap_or(Isa::Scalar)
         })
     }
 
@@ -35,14 +36,16 @@ impl Isa {
                     && is_x86_feature_detected!("avx512vl")
                     && is_x86_feature_detected!("avx512vnni")
             }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c"),
             #[cfg(not(target_arch = "x86_64"))]
-            Isa::Avx512 => false,
+            Isa::Avx512 | Isa::Avx2 => false,
         }
     }
 
     /// Every family this CPU can run.
     pub fn available() -> Vec<Isa> {
-        [Isa::Scalar, Isa::Avx512]
+        [Isa::Scalar, Isa::Avx512, Isa::Avx2]
             .into_iter()
             .filter(|i| i.is_available())
             .collect()

@@ -15,7 +15,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::isa::Isa;
-use crate::model::quant::{self, ActFormat, ActRow, QuantActs};
+use crate::model::quant::{self, ActFormat, ActRow, Q8Row, QuantActs};
 use crate::model::tensor::Tensor;
 
 thread_local! {
@@ -131,6 +131,44 @@ impl<'a> Acts<'a> {
     pub(super) fn row(&self, i: usize) -> ActRow<'a> {
         self.rows[i]
     }
+
+    /// The quantized activation row `i` (kernels for block weights are only
+    /// reached with their quantized activation format).
+    #[inline(always)]
+    pub(super) fn q8(&self, i: usize) -> Q8Row<'a> {
+        match self.rows[i] {
+            ActRow::Q8(r) => r,
+            ActRow::F32(_) => unreachable!("block weights always get quantized activations"),
+        }
+    }
+}
+
+/// Computes weight row `n`'s outputs for every activation row: `dot_r` on
+/// `R` rows at a time while that many remain, then `dot1` on each of the
+/// rest. A kernel's multi-row dot computes each row exactly as if alone, so
+/// the split never changes a result.
+#[inline(always)]
+pub(super) fn for_act_rows<const R: usize>(
+    acts: &Acts<'_>,
+    n: usize,
+    dst: &mut Cols<'_>,
+    mut dot_r: impl FnMut(&[Q8Row<'_>; R]) -> [f32; R],
+    mut dot1: impl FnMut(&[Q8Row<'_>; 1]) -> [f32; 1],
+) {
+    let m = dst.m();
+    let mut i = 0;
+    while i < m {
+        if m - i >= R {
+            let a: [Q8Row<'_>; R] = std::array::from_fn(|r| acts.q8(i + r));
+            for (r, v) in dot_r(&a).into_iter().enumerate() {
+                dst.put(i + r, n, v);
+            }
+            i += R;
+        } else {
+            dst.put(i, n, dot1(&[acts.q8(i)])[0]);
+            i += 1;
+        }
+    }
 }
 
 fn run(isa: Isa, ws: &[&Tensor], acts: &[Acts<'_>], m: usize, outs: &mut [&mut [f32]]) {
@@ -154,8 +192,11 @@ fn run(isa: Isa, ws: &[&Tensor], acts: &[Acts<'_>], m: usize, outs: &mut [&mut [
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `matmul_many_on` checked that the CPU supports the family.
             Isa::Avx512 => unsafe { super::avx512::rows(w, &acts[t], rows, &mut dst) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `matmul_many_on` checked that the CPU supports the family.
+            Isa::Avx2 => unsafe { super::avx2::rows(w, &acts[t], rows, &mut dst) },
             #[cfg(not(target_arch = "x86_64"))]
-            Isa::Avx512 => unreachable!("checked by is_available"),
+            Isa::Avx512 | Isa::Avx2 => unreachable!("checked by is_available"),
         }
     });
 }

@@ -11,12 +11,16 @@
 
 pub mod attention;
 #[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 pub mod dense;
 mod isa;
 pub mod kv_arena;
 pub mod matmul;
 pub mod ops;
+#[cfg(target_arch = "x86_64")]
+mod scratch;
 
 pub use isa::Isa;
 pub use matmul::matmul;

@@ -13,8 +13,8 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::{Scratch, fold16, lane_mask, q8_row};
-use crate::backend::cpu::matmul::{Acts, Cols};
+use super::{Scratch, fold16, lane_mask};
+use crate::backend::cpu::matmul::{Acts, Cols, for_act_rows};
 use crate::model::quant::{Q8Row, QType};
 use crate::model::tensor::Tensor;
 
@@ -45,20 +45,7 @@ pub(super) fn rows(
             nb,
             offset,
         };
-        let m = dst.m();
-        let mut i = 0;
-        while i < m {
-            if m - i >= 4 {
-                let a: [Q8Row<'_>; 4] = std::array::from_fn(|r| q8_row(acts, i + r));
-                for (r, v) in dot(&wr, &a).into_iter().enumerate() {
-                    dst.put(i + r, n, v);
-                }
-                i += 4;
-            } else {
-                dst.put(i, n, dot(&wr, &[q8_row(acts, i)])[0]);
-                i += 1;
-            }
-        }
+        for_act_rows(acts, n, dst, |a| dot::<4>(&wr, a), |a| dot::<1>(&wr, a));
     }
 }
 

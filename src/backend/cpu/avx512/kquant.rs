@@ -10,8 +10,8 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::{Scratch, q8_row};
-use crate::backend::cpu::matmul::{Acts, Cols};
+use super::Scratch;
+use crate::backend::cpu::matmul::{Acts, Cols, for_act_rows};
 use crate::model::quant::lanes::{BLOCK_LANES, fold};
 use crate::model::quant::{Q8Row, f16_at, q4_k, q6_k};
 use crate::model::tensor::Tensor;
@@ -25,32 +25,6 @@ struct Block {
     w: [__m512i; 4],
     scale: [__m512i; 4],
     corr: __m512i,
-}
-
-/// Runs `dot` over activation rows four (then one) at a time and writes
-/// the results for weight row `n`.
-#[inline(always)]
-fn for_act_rows(
-    acts: &Acts<'_>,
-    n: usize,
-    dst: &mut Cols<'_>,
-    mut dot4: impl FnMut(&[Q8Row<'_>; 4]) -> [f32; 4],
-    mut dot1: impl FnMut(&[Q8Row<'_>; 1]) -> [f32; 1],
-) {
-    let m = dst.m();
-    let mut i = 0;
-    while i < m {
-        if m - i >= 4 {
-            let a: [Q8Row<'_>; 4] = std::array::from_fn(|r| q8_row(acts, i + r));
-            for (r, v) in dot4(&a).into_iter().enumerate() {
-                dst.put(i + r, n, v);
-            }
-            i += 4;
-        } else {
-            dst.put(i, n, dot1(&[q8_row(acts, i)])[0]);
-            i += 1;
-        }
-    }
 }
 
 /// Integer dot of an unpacked block with activation values `x` (256
@@ -141,8 +115,8 @@ pub(super) fn rows_q4_k(
             acts,
             n,
             dst,
-            |a| dot_q4_k(row, scm, d, dmin, a),
-            |a| dot_q4_k(row, scm, d, dmin, a),
+            |a| dot_q4_k::<4>(row, scm, d, dmin, a),
+            |a| dot_q4_k::<1>(row, scm, d, dmin, a),
         );
     }
 }
@@ -204,7 +178,13 @@ fn dot_q4_k<const R: usize>(
 pub(super) fn rows_q6_k(w: &Tensor, acts: &Acts<'_>, rows: Range<usize>, dst: &mut Cols<'_>) {
     for n in rows {
         let row = w.row_bytes(n);
-        for_act_rows(acts, n, dst, |a| dot_q6_k(row, a), |a| dot_q6_k(row, a));
+        for_act_rows(
+            acts,
+            n,
+            dst,
+            |a| dot_q6_k::<4>(row, a),
+            |a| dot_q6_k::<1>(row, a),
+        );
     }
 }
 

@@ -11,35 +11,19 @@ mod grouped;
 mod kquant;
 
 use std::arch::x86_64::*;
-use std::cell::RefCell;
 use std::ops::Range;
 
 use super::matmul::{Acts, Cols};
-use crate::model::quant::{ActRow, Q8Row, QType};
+use super::scratch::{Scratch, with_scratch};
+use crate::model::quant::QType;
 use crate::model::tensor::Tensor;
-
-/// Per-thread buffers for one prepared weight row.
-#[derive(Default)]
-struct Scratch {
-    bytes: Vec<u8>,
-    f0: Vec<f32>,
-    f1: Vec<f32>,
-    ints: Vec<i32>,
-}
-
-thread_local! {
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
-}
 
 /// Computes columns `rows` of the output for every activation row.
 ///
 /// SAFETY: the CPU must support the `Isa::Avx512` features.
 pub(super) unsafe fn rows(w: &Tensor, acts: &Acts<'_>, rows: Range<usize>, dst: &mut Cols<'_>) {
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        // SAFETY: forwarded from the caller.
-        Ok(mut s) => unsafe { rows_with(w, acts, rows, dst, &mut s) },
-        Err(_) => unsafe { rows_with(w, acts, rows, dst, &mut Scratch::default()) },
-    })
+    // SAFETY: forwarded from the caller.
+    with_scratch(|s| unsafe { rows_with(w, acts, rows, dst, s) })
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -49,16 +33,6 @@ fn rows_with(w: &Tensor, acts: &Acts<'_>, rows: Range<usize>, dst: &mut Cols<'_>
         QType::Q8_0 | QType::Q4_1 | QType::Q5_0 => grouped::rows(w, acts, rows, dst, s),
         QType::Q4K => kquant::rows_q4_k(w, acts, rows, dst, s),
         QType::Q6K => kquant::rows_q6_k(w, acts, rows, dst),
-    }
-}
-
-/// The quantized activation row `i` (kernels are only reached with the
-/// activation format of their weight type).
-#[inline(always)]
-fn q8_row<'a>(acts: &'a Acts<'_>, i: usize) -> Q8Row<'a> {
-    match acts.row(i) {
-        ActRow::Q8(r) => r,
-        ActRow::F32(_) => unreachable!("block weights always get quantized activations"),
     }
 }
 

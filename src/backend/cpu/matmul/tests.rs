@@ -8,13 +8,14 @@ use crate::model::quant::{QType, dot_ref};
 
 const ALL: [QType; 8] = QType::ALL;
 
-/// Row lengths that exercise whole and partial 16-block groups, one and
-/// several super-blocks, and float tails.
+/// Row lengths that exercise whole and partial 16-block groups (and their
+/// 8-block halves), one and several super-blocks (more than 16: lanes
+/// wrap), and float tails of part of a register and of whole registers.
 fn test_cols(qtype: QType) -> &'static [usize] {
     match qtype.block_size() {
         256 => &[256, 1536, 4352],
-        32 => &[32, 96, 512, 576, 1056],
-        _ => &[16, 100, 576],
+        32 => &[32, 96, 320, 512, 576, 800, 1056],
+        _ => &[16, 100, 200, 576],
     }
 }
 
@@ -97,6 +98,44 @@ fn every_available_isa_matches_scalar_bitwise() {
                 assert_same(&got, &want, &format!("{isa:?} {qtype:?} cols {cols}"));
             }
         }
+    }
+}
+
+#[test]
+fn every_available_isa_matches_scalar_at_every_batch_size() {
+    // Batch sizes 1..=9 cover every split of the rows into the kernels'
+    // multi-row tiles and single-row remainders; odd weight row counts
+    // leave partial thread chunks.
+    let mut rng = Rng::new(12);
+    let isas = Isa::available();
+    for qtype in ALL {
+        for &cols in test_cols(qtype) {
+            let n = 13;
+            let w = random_tensor(qtype, n, cols, &mut rng);
+            let x = random_x(9 * cols, &mut rng);
+            for m in 1..=9 {
+                let x = &x[..m * cols];
+                let want = run_on(Isa::Scalar, &w, x, m);
+                for &isa in &isas[1..] {
+                    let got = run_on(isa, &w, x, m);
+                    assert_same(&got, &want, &format!("{isa:?} {qtype:?} cols {cols} m {m}"));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_detected_isa_is_available() {
+    let best = Isa::detect();
+    assert!(Isa::available().contains(&best), "{best:?}");
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c") {
+        assert_ne!(
+            best,
+            Isa::Scalar,
+            "an AVX2 CPU must not fall back to scalar"
+        );
     }
 }
 
