@@ -14,7 +14,7 @@ use specbatch::bench::run_point;
 use specbatch::error::JobError;
 use specbatch::model::inspect::describe;
 use specbatch::model::load::load_model;
-use specbatch::pipeline::{self, FinalizeOutcome, RunOptions};
+use specbatch::pipeline::{self, RunOptions};
 
 #[derive(Parser)]
 #[command(
@@ -108,7 +108,9 @@ fn main() -> ExitCode {
             };
             pipeline::plan_job(&job, &opts).map(|report| println!("{report}"))
         }
-        Command::Finalize { output } => finalize(&output),
+        Command::Finalize { output } => {
+            pipeline::finalize_output(std::path::Path::new(&output)).map(|r| println!("{r}"))
+        }
         Command::Validate { job } => {
             pipeline::validate_job(&job).map(|report| println!("{report}"))
         }
@@ -129,22 +131,6 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())
         }
-    }
-}
-
-fn finalize(output: &str) -> Result<(), JobError> {
-    match pipeline::finalize_output(std::path::Path::new(output))? {
-        FinalizeOutcome::Done(m) => {
-            println!(
-                "job complete: {} rows ({} ok, {} error) in {} shard(s); wrote {output}/manifest.json and _SUCCESS",
-                m.counts.total,
-                m.counts.ok,
-                m.counts.error,
-                m.shards.len()
-            );
-            Ok(())
-        }
-        FinalizeOutcome::Pending(p) => Err(JobError::ShardsPending(p)),
     }
 }
 

@@ -370,10 +370,10 @@ impl Scheduler {
             seq.computed = chunk.start_pos + chunk.tokens.len();
             let full = (seq.computed.min(seq.prompt_len) / bs).min(seq.hashes.len());
             let table = &seq.blocks.as_ref().expect("running rows hold blocks").table;
-            for b in seq.published..full {
-                self.pool.publish(table[b], seq.hashes[b]);
-                if self.pending.get(&seq.hashes[b]) == Some(&seq.id) {
-                    self.pending.remove(&seq.hashes[b]);
+            for (&block, hash) in table.iter().zip(&seq.hashes).take(full).skip(seq.published) {
+                self.pool.publish(block, *hash);
+                if self.pending.get(hash) == Some(&seq.id) {
+                    self.pending.remove(hash);
                 }
             }
             seq.published = seq.published.max(full);

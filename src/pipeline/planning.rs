@@ -91,8 +91,9 @@ pub fn finalize_job(root: &Path, plan: &Plan) -> Result<FinalizeOutcome, JobErro
     Ok(FinalizeOutcome::Done(Box::new(manifest)))
 }
 
-/// `specbatch finalize OUTPUT`: [`finalize_job`] with the plan found there.
-pub fn finalize_output(root: &Path) -> Result<FinalizeOutcome, JobError> {
+/// `specbatch finalize OUTPUT`: [`finalize_job`] with the plan found there,
+/// described for the user; shards without a done record are an error.
+pub fn finalize_output(root: &Path) -> Result<String, JobError> {
     let path = crate::io::plan_path(root).display().to_string();
     let bytes = read_plan(root)?.ok_or_else(|| PlanError::Corrupt {
         path: path.clone(),
@@ -102,5 +103,15 @@ pub fn finalize_output(root: &Path) -> Result<FinalizeOutcome, JobError> {
         path,
         reason: e.to_string(),
     })?;
-    finalize_job(root, &plan)
+    match finalize_job(root, &plan)? {
+        FinalizeOutcome::Done(m) => Ok(format!(
+            "job complete: {} rows ({} ok, {} error) in {} shard(s); wrote {}/manifest.json and _SUCCESS",
+            m.counts.total,
+            m.counts.ok,
+            m.counts.error,
+            m.shards.len(),
+            root.display()
+        )),
+        FinalizeOutcome::Pending(p) => Err(JobError::ShardsPending(p)),
+    }
 }

@@ -64,8 +64,8 @@ mod tests {
             }
         };
         let both = env(&[("JOB_COMPLETION_INDEX", "3"), ("SLURM_ARRAY_TASK_ID", "5")]);
-        assert_eq!(resolve_shard(Some(1), &both).unwrap(), 1);
-        assert_eq!(resolve_shard(None, &both).unwrap(), 3);
+        assert_eq!(resolve_shard(Some(1), both).unwrap(), 1);
+        assert_eq!(resolve_shard(None, both).unwrap(), 3);
         assert_eq!(
             resolve_shard(None, env(&[("SLURM_ARRAY_TASK_ID", "5")])).unwrap(),
             5
