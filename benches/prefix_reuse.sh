@@ -5,7 +5,7 @@
 # Usage: benches/prefix_reuse.sh [DOCS QUESTIONS MIN_TOKENS MAX_TOKENS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-docs="${1:-8}" questions="${2:-8}" min="${3:-1500}" max="${4:-3000}"
+docs="${1:-8}" questions="${2:-6}" min="${3:-1000}" max="${4:-2000}"
 mkdir -p out/bench
 python3 datasets/make_corpus_qa.py --docs "$docs" --questions "$questions" \
   --min-tokens "$min" --max-tokens "$max" --tasks needle:3,vartrack:1 \

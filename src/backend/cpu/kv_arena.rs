@@ -87,6 +87,36 @@ impl KvArena {
                 .convert_to_f32_slice(dst);
         }
     }
+
+    /// Like [`gather`](Self::gather), but dimension-major: position `p`'s
+    /// dimension `d` lands at `out[d * n + p]`, so a kernel can run along
+    /// positions with unit stride.
+    pub fn gather_columns(
+        &self,
+        table: &[u32],
+        layer: usize,
+        value: bool,
+        head: usize,
+        n: usize,
+        out: &mut [f32],
+    ) {
+        let hd = self.head_dim;
+        let mut row = vec![0.0f32; hd];
+        for pos in 0..n {
+            let i = self.row_index(
+                table[pos / self.block_size],
+                layer,
+                value,
+                pos % self.block_size,
+            ) + head * hd;
+            self.data[i..i + hd]
+                .reinterpret_cast::<f16>()
+                .convert_to_f32_slice(&mut row);
+            for (d, &x) in row.iter().enumerate() {
+                out[d * n + pos] = x;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -110,5 +140,8 @@ mod tests {
         // Other layers stay untouched.
         a.gather(&table, 0, false, 0, 2, &mut out[..4]);
         assert_eq!(&out[..4], &[0.0; 4]);
+        // Dimension-major: dimension d of every position, then d + 1.
+        a.gather_columns(&table, 1, false, 1, 4, &mut out);
+        assert_eq!(out, [2.0, 12.0, 22.0, 32.0, 3.0, 13.0, 23.0, 33.0]);
     }
 }
