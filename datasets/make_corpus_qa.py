@@ -2,10 +2,19 @@
 """Writes a corpus-QA / summarization dataset: long shared documents, many
 questions each, rows in shuffled arrival order.
 
-Each document is a contiguous passage of a Jane Austen novel (starting at a
-chapter heading), of a chosen approximate token length, with synthetic,
+Each document is a contiguous passage of one source book, starting at a
+chapter heading, of a chosen approximate token length, with synthetic,
 exactly checkable facts inserted at chosen depths, in the style of the RULER
-long-context suite:
+long-context suite. Two corpora (--corpus):
+
+- austen (default) a Jane Austen novel; paragraphs reflowed to one line each,
+           separated by blank lines; the last one may be cut at a sentence.
+- kjv      a book of the King James Bible: consecutive chapters of one book,
+           the heading ("Genesis 1", "Song of Solomon 2") and each verse
+           ("3 And God said, ...") as their own paragraphs, separated by blank
+           lines; never cut inside a verse.
+
+Tasks:
 
 - needle   "The special magic number for <key> is <7 digits>." sentences;
            question "What is the special magic number for <key>? Answer with
@@ -18,6 +27,9 @@ long-context suite:
            letters; a correct answer must contain all of them.
 - summary  "Summarize the passage above in three sentences."; expected_answer
            null (no automatic score).
+- verse    (kjv only) "Quote <Book> <c>:<v> from the passage above."; a verse
+           of the document, at most 300 characters, whose text occurs once in
+           it; expected_answer = the verse text without its number.
 
 Every prompt is the document text, a blank line, then the question, so all
 questions about one document share the whole document as a common prefix.
@@ -25,21 +37,33 @@ Rows are shuffled with the seed so that no two adjacent rows ask about the
 same document (when there is more than one document): the arrival order a
 prefix-aware planner has to undo.
 
-Source text: the Debian package r-cran-janeaustenr 1.0.0-1 (the six novels,
-public domain; package MIT). The generator downloads it with `apt-get
-download` (no root needed) into a cache directory, checks its sha256, unpacks
-it with `dpkg-deb -x` and reads the novels out of the R lazy-load database
-`data/Rdata.rdb` with the standard library (zlib plus a small reader for R's
-XDR serialization format). R is not needed.
+Source text (Debian bookworm main, fetched with `apt-get download`, no root
+needed, into a cache directory; every .deb sha256-pinned and checked on every
+run, unpacked with `dpkg-deb -x`):
 
-Token counts are APPROXIMATE: characters / 4.04, the average number of
-characters per SmolLM2 token over this corpus (4,024,948 characters ~ 995k
-SmolLM2 tokens). Individual passages deviate by some percent; the default
---max-context check leaves a 10 % margin.
+- austen: r-cran-janeaustenr 1.0.0-1 (the six novels, public domain; package
+  MIT). The novels are read out of the R lazy-load database `data/Rdata.rdb`
+  with the standard library (zlib plus a small reader for R's XDR
+  serialization format). R is not needed.
+- kjv: bible-kjv-text 4.38 (the compressed text `bible.data`, public domain)
+  and bible-kjv 4.38 (amd64; the `bible` reader, GPL-2+, needed to decompress
+  it). The unpacked reader prints the whole text (`bible -l0
+  gen1:1-rev22:21`, run in the unpacked usr/lib); its output is checked
+  against a pinned sha256 too. Nothing is installed system-wide.
 
-Columns: id (string, "austen-d03-q07"), prompt (string), doc_id (string,
-"austen-d03"), task (string: needle | vartrack | summary), expected_answer
-(string, nullable), max_new_tokens (int32), doc_tokens_approx (int32).
+Token counts are APPROXIMATE: characters / 4.04 for austen, the average number
+of characters per SmolLM2 token over that corpus (4,024,948 characters ~ 995k
+SmolLM2 tokens), and characters / 3.84 for kjv, measured with `specbatch
+plan` on generated KJV documents (one verse per paragraph plus the inserted
+sentences tokenize denser than the raw text's 4,298,239 characters ~ 1,081k
+tokens). Individual passages deviate by some percent (KJV genealogies, e.g.
+1 Chronicles 1, by up to about 25 %); the default --max-context check leaves
+a 10 % margin.
+
+Columns: id (string, "austen-d03-q07"; the prefix is the corpus name unless
+--prefix), prompt (string), doc_id (string, "austen-d03"), task (string:
+needle | vartrack | summary | verse), expected_answer (string, nullable),
+max_new_tokens (int32), doc_tokens_approx (int32).
 
 Deterministic: the same arguments (and pyarrow version) give the same bytes.
 After writing, the script reads the file back and checks it (self_check);
@@ -47,7 +71,8 @@ any failure stops it with an error.
 
 Run from the repository root:  python3 datasets/make_corpus_qa.py
 (the defaults write datasets/corpus_qa_sample.parquet, the input of
-jobs/corpus_qa.yaml).
+jobs/corpus_qa.yaml);  python3 datasets/make_corpus_qa.py --corpus kjv --out
+/tmp/kjv.parquet  writes a KJV set.
 """
 
 import argparse
@@ -55,6 +80,7 @@ import gzip
 import hashlib
 import io
 import os
+import platform
 import random
 import re
 import shutil
@@ -74,7 +100,6 @@ DEFAULT_CACHE = Path(os.path.expanduser("~/.cache/specbatch/corpora"))
 # The pinned source package and the sha256 of its .deb (Debian bookworm main).
 AUSTEN_PKG = "r-cran-janeaustenr"
 AUSTEN_VERSION = "1.0.0-1"
-AUSTEN_DEB = f"{AUSTEN_PKG}_{AUSTEN_VERSION}_all.deb"
 AUSTEN_DEB_SHA256 = "df6bddf211906d1ff404f8ff662c21b34e6660e7f54a311084e749050c019c95"
 AUSTEN_RDB = "usr/lib/R/site-library/janeaustenr/data/Rdata"
 
@@ -90,6 +115,26 @@ NOVELS = [
 
 # Average characters per SmolLM2 token on this corpus (4,024,948 / ~995k).
 CHARS_PER_TOKEN = 4.04
+
+# The King James Bible: the text package and the reader (Debian bookworm main),
+# (package, version, architecture, sha256 of the .deb).
+KJV_DEBS = [
+    ("bible-kjv-text", "4.38", "all", "d61b6aad4c51ba9e2800b825325fa6a09e99a0d02a9bb6dc4724fcc4995a1b7a"),
+    ("bible-kjv", "4.38", "amd64", "75a49c032a6efa9faa2beb4a9acb70974380122906329d0e100de36cc88ff02d"),
+]
+KJV_BIBLE = "usr/bin/bible"
+KJV_DATA = "usr/lib/bible.data"
+KJV_RANGE = "gen1:1-rev22:21"
+# sha256 and length of what `bible -l0 gen1:1-rev22:21` prints.
+KJV_TEXT_SHA256 = "6f74f5589333c56c263963e6347dba662bae2d96861302e690aaae0b4a855eda"
+KJV_TEXT_CHARS = 4_298_239
+# Characters per SmolLM2 token of generated KJV documents (measured with
+# `specbatch plan`: 3.77-3.89 on average per set, lower than the raw text's
+# 4,298,239 / ~1,081k = 3.98: short verse paragraphs and digit-heavy inserts).
+KJV_CHARS_PER_TOKEN = 3.84
+KJV_BOOKS = 66
+KJV_VERSES = 31_102
+VERSE_MAX_CHARS = 300
 
 # Needle keys: a fixed word list; each document draws its keys from it.
 KEYS = """
@@ -112,9 +157,12 @@ QUESTION_VARTRACK = (
     "variables, in the text above? Answer with the variable names only, separated by spaces."
 )
 QUESTION_SUMMARY = "Summarize the passage above in three sentences."
+QUESTION_VERSE = "Quote {book} {chapter}:{verse} from the passage above."
 
-TASKS = ("needle", "vartrack", "summary")
-MAX_NEW = {"needle": 16, "vartrack": 32, "summary": 96}
+TASKS = ("needle", "vartrack", "summary", "verse")
+MAX_NEW = {"needle": 16, "vartrack": 32, "summary": 96, "verse": 96}
+CORPORA = ("austen", "kjv")
+DEFAULT_TASKS = {"austen": "needle:4,vartrack:1,summary:1", "kjv": "needle:3,vartrack:1,summary:1,verse:1"}
 VAR_CHAIN_LEN = 4
 
 SCHEMA = pa.schema(
@@ -146,37 +194,61 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-def fetch_austen(cache):
-    """Returns the folder of the unpacked r-cran-janeaustenr package,
-    downloading and unpacking it into `cache` unless already there."""
+def fetch_debs(cache, dirname, debs, markers):
+    """Returns `cache/dirname`, the packages `debs` [(package, version, arch,
+    sha256)] unpacked together. Each .deb is downloaded into `cache` unless
+    already there and its sha256 checked on every call; they are unpacked
+    unless every path of `markers` is already there."""
     cache.mkdir(parents=True, exist_ok=True)
-    root = cache / f"{AUSTEN_PKG}_{AUSTEN_VERSION}"
-    if (root / (AUSTEN_RDB + ".rdb")).is_file():
+    root = cache / dirname
+    paths = []
+    for pkg, version, arch, sha in debs:
+        deb = cache / f"{pkg}_{version}_{arch}.deb"
+        if not deb.is_file():
+            for tool in ("apt-get", "dpkg-deb"):
+                if shutil.which(tool) is None:
+                    fail(f"`{tool}` not found; this generator needs a Debian-style system")
+            spec = f"{pkg}={version}" if arch == "all" else f"{pkg}:{arch}={version}"
+            print(f"downloading {spec} into {cache}", file=sys.stderr)
+            r = subprocess.run(
+                ["apt-get", "download", spec],
+                cwd=cache,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            if r.returncode != 0 or not deb.is_file():
+                fail(f"apt-get download {spec} failed (package {pkg}, file {deb.name}):\n{r.stdout}")
+        got = sha256_file(deb)
+        if got != sha:
+            fail(f"{deb}: sha256 {got}, expected {sha} for {pkg} {version}; delete it and retry")
+        paths.append(deb)
+    if all((root / m).is_file() for m in markers):
         return root
-    deb = cache / AUSTEN_DEB
-    if not deb.is_file():
-        for tool in ("apt-get", "dpkg-deb"):
-            if shutil.which(tool) is None:
-                fail(f"`{tool}` not found; this generator needs a Debian-style system")
-        print(f"downloading {AUSTEN_PKG}={AUSTEN_VERSION} into {cache}", file=sys.stderr)
-        r = subprocess.run(
-            ["apt-get", "download", f"{AUSTEN_PKG}={AUSTEN_VERSION}"],
-            cwd=cache,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        if r.returncode != 0 or not deb.is_file():
-            fail(f"apt-get download {AUSTEN_PKG}={AUSTEN_VERSION} failed:\n{r.stdout}")
-    got = sha256_file(deb)
-    if got != AUSTEN_DEB_SHA256:
-        fail(f"{deb}: sha256 {got}, expected {AUSTEN_DEB_SHA256}; delete it and retry")
+    if shutil.which("dpkg-deb") is None:
+        fail("`dpkg-deb` not found; this generator needs a Debian-style system")
     tmp = cache / f".unpack-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True)
+    for deb in paths:
+        r = subprocess.run(
+            ["dpkg-deb", "-x", str(deb), str(tmp)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        if r.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            fail(f"dpkg-deb -x {deb} failed:\n{r.stdout}")
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
     return root
+
+
+def fetch_austen(cache):
+    """Returns the folder of the unpacked r-cran-janeaustenr package."""
+    return fetch_debs(
+        cache,
+        f"{AUSTEN_PKG}_{AUSTEN_VERSION}",
+        [(AUSTEN_PKG, AUSTEN_VERSION, "all", AUSTEN_DEB_SHA256)],
+        [AUSTEN_RDB + ".rdb", AUSTEN_RDB + ".rdx"],
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -327,6 +399,74 @@ def load_austen(cache):
     return novels
 
 
+def fetch_kjv(cache):
+    """Returns the folder where bible-kjv-text and bible-kjv are unpacked."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        fail(f"--corpus kjv runs the amd64 `bible` reader of bible-kjv; this machine is {platform.machine()}")
+    version = KJV_DEBS[0][1]
+    return fetch_debs(cache, f"bible-kjv_{version}", KJV_DEBS, [KJV_BIBLE, KJV_DATA, KJV_DATA + ".conc"])
+
+
+def load_kjv(cache):
+    """The whole King James Bible as printed by the unpacked `bible` reader:
+    {book: [(chapter, verse, text)]}, books in canonical order."""
+    root = fetch_kjv(cache)
+    lib = root / "usr/lib"
+    # Run in the data folder with `-p .`: the search path is space-separated,
+    # so the cache path itself is never passed.
+    try:
+        r = subprocess.run(
+            [str(root / KJV_BIBLE), "-p", ".", "-l0", KJV_RANGE],
+            cwd=lib,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    except OSError as e:
+        fail(f"bible-kjv: cannot run {root / KJV_BIBLE}: {e}")
+    if r.returncode != 0:
+        fail(f"bible-kjv: `bible -l0 {KJV_RANGE}` exited {r.returncode}: {r.stderr.decode(errors='replace')}")
+    got = hashlib.sha256(r.stdout).hexdigest()
+    if got != KJV_TEXT_SHA256:
+        fail(
+            f"bible-kjv: the text printed by {root / KJV_BIBLE} ({len(r.stdout)} bytes) has sha256 {got}, "
+            f"expected {KJV_TEXT_SHA256} ({KJV_TEXT_CHARS} bytes); delete {root} and retry"
+        )
+    books, book, chapter = {}, None, None
+    for line in r.stdout.decode("ascii").split("\n"):
+        if not line:
+            continue
+        m = re.fullmatch(r"  ([0-9]+) (.+)", line)
+        if m:
+            if book is None:
+                fail(f"bible-kjv: verse before the first heading: {line!r}")
+            books[book].append((chapter, int(m.group(1)), m.group(2).strip()))
+            continue
+        m = re.fullmatch(r"([1-3A-Z][A-Za-z ]*) ([0-9]+)", line)
+        if not m:
+            fail(f"bible-kjv: unexpected line {line!r}")
+        book, chapter = m.group(1), int(m.group(2))
+        books.setdefault(book, [])
+    if len(books) != KJV_BOOKS or sum(map(len, books.values())) != KJV_VERSES:
+        fail(f"bible-kjv: {len(books)} books, {sum(map(len, books.values()))} verses; expected {KJV_BOOKS}, {KJV_VERSES}")
+    return books
+
+
+def kjv_paragraphs(book, verses):
+    """Like paragraphs(): the chapter headings ("Genesis 1") and the verses
+    ("1 In the beginning ...") as paragraphs, the heading indices, the whole
+    text; plus {paragraph index: (chapter, verse, verse text)}."""
+    paras, heads, refs, chapter = [], [], {}, None
+    for c, v, text in verses:
+        if c != chapter:
+            heads.append(len(paras))
+            paras.append(f"{book} {c}")
+            chapter = c
+        refs[len(paras)] = (c, v, text)
+        paras.append(f"{v} {text}")
+    return paras, heads, "\n".join(paras), refs
+
+
 # ---------------------------------------------------------------------------
 # Documents
 
@@ -348,9 +488,9 @@ def paragraphs(lines):
     return paras, heads, "\n".join(paras)
 
 
-def take_passage(paras, start, budget):
+def take_passage(paras, start, budget, cut=True):
     """Paragraphs from `start` until `budget` characters (joined by blank
-    lines); the last paragraph may be cut at a sentence end."""
+    lines); with `cut`, the last paragraph may be cut at a sentence end."""
     out, used = [], 0
     i = start
     while i < len(paras):
@@ -362,7 +502,7 @@ def take_passage(paras, start, budget):
             i += 1
             continue
         room = budget - used - 2
-        if room > 80:
+        if cut and room > 80:
             sentences = re.split(r"(?:(?<=[.!?])|(?<=[.!?][\"'])) +(?=[A-Z\"'])", p)
             part = ""
             for s in sentences:
@@ -396,9 +536,11 @@ def task_counts(questions, weights):
     return counts
 
 
-def build_document(rng, novels, novel, head, target_tokens, counts, doc_id):
-    """Returns (document text, [question dicts])."""
-    paras, heads, novel_text = novels[novel]
+def build_document(rng, novels, novel, head, target_tokens, counts, doc_id, cpt):
+    """Returns (document text, [question dicts]). `novels[novel]` is
+    (paragraphs, heading indices, whole text, verse references or None);
+    `cpt` the corpus's characters per token."""
+    paras, heads, novel_text, refs = novels[novel]
     questions = []
     inserts = []  # (depth in [0, 1), order, sentence)
 
@@ -446,8 +588,11 @@ def build_document(rng, novels, novel, head, target_tokens, counts, doc_id):
     for _ in range(counts.get("summary", 0)):
         questions.append({"task": "summary", "question": QUESTION_SUMMARY, "expected_answer": None})
 
-    budget = int(target_tokens * CHARS_PER_TOKEN) - sum(len(s) + 2 for _, _, s in inserts)
-    body = take_passage(paras, head, max(budget, 200))
+    budget = int(target_tokens * cpt) - sum(len(s) + 2 for _, _, s in inserts)
+    # Verses are never cut: body[i] is then paras[head + i].
+    body = take_passage(paras, head, max(budget, 200), cut=refs is None)
+    if refs is not None and len(body) < 2:
+        body = paras[head : head + 2]  # at least the heading and one verse
     # Insert each sentence as its own paragraph at the paragraph boundary
     # nearest its depth (never before the chapter heading).
     slots = {}
@@ -459,7 +604,37 @@ def build_document(rng, novels, novel, head, target_tokens, counts, doc_id):
         parts.extend(slots.get(i, []))
         parts.append(p)
     parts.extend(slots.get(len(body), []))
-    return "\n\n".join(parts), questions
+    text = "\n\n".join(parts)
+
+    n_verse = counts.get("verse", 0)
+    if n_verse:
+        if refs is None:
+            fail("the verse task needs --corpus kjv")
+        # Verses of the document, not too long to quote in MAX_NEW tokens,
+        # whose text occurs once in it (no repeated or embedded verses).
+        cands = [
+            i
+            for i, p in enumerate(body)
+            if head + i in refs
+            and len(refs[head + i][2]) <= VERSE_MAX_CHARS
+            and text.count(refs[head + i][2]) == 1
+        ]
+        if len(cands) < n_verse:
+            fail(
+                f"{doc_id}: only {len(cands)} quotable verses (unique, at most {VERSE_MAX_CHARS} characters) "
+                f"for {n_verse} verse questions; use longer documents or fewer verse questions"
+            )
+        for i in sorted(rng.sample(cands, n_verse)):
+            chapter, verse, verse_text = refs[head + i]
+            questions.append(
+                {
+                    "task": "verse",
+                    "question": QUESTION_VERSE.format(book=novel, chapter=chapter, verse=verse),
+                    "expected_answer": verse_text,
+                    "ref": (novel, chapter, verse),
+                }
+            )
+    return text, questions
 
 
 def feasible(rem, last):
@@ -498,19 +673,31 @@ def arrival_order(rng, rows):
     return out
 
 
-def generate(args, novels):
+def load_corpus(args):
+    """({name: (paragraphs, heading indices, whole text, verse references or
+    None)}, names in the order documents cycle through them)."""
+    if args.corpus == "kjv":
+        books = load_kjv(args.cache_dir)
+        return {book: kjv_paragraphs(book, verses) for book, verses in books.items()}, list(books)
+    novels = load_austen(args.cache_dir)
+    return {name: paragraphs(lines) + (None,) for name, lines in novels.items()}, [n for n, _ in NOVELS]
+
+
+def generate(args, corpus):
     rng = random.Random(args.seed)
     counts = task_counts(args.questions, args.tasks)
-    parsed = {name: paragraphs(lines) for name, lines in novels.items()}
+    parsed, names = corpus
+    names = list(names)
+    if args.corpus == "kjv":
+        rng.shuffle(names)  # books in a seeded order, not Genesis, Exodus, ...
     # Characters from each paragraph to the end of its novel.
     tail = {}
-    for name, (paras, _, _) in parsed.items():
+    for name, (paras, _, _, _) in parsed.items():
         acc, t = 0, [0] * len(paras)
         for i in range(len(paras) - 1, -1, -1):
             acc += len(paras[i]) + 2
             t[i] = acc
         tail[name] = t
-    names = [n for n, _ in NOVELS]
     taken = set()
     docs, rows = [], []
     for d in range(args.docs):
@@ -521,7 +708,7 @@ def generate(args, novels):
             heads = [
                 h
                 for h in parsed[novel][1]
-                if (novel, h) not in taken and tail[novel][h] >= target * CHARS_PER_TOKEN
+                if (novel, h) not in taken and tail[novel][h] >= target * args.cpt
             ]
             if heads:
                 break
@@ -530,9 +717,9 @@ def generate(args, novels):
         head = rng.choice(heads)
         taken.add((novel, head))
         doc_id = f"{args.prefix}-d{d:02d}"
-        text, questions = build_document(rng, parsed, novel, head, target, counts, doc_id)
-        approx = round(len(text) / CHARS_PER_TOKEN)
-        docs.append({"doc_id": doc_id, "text": text, "novel": novel, "questions": questions})
+        text, questions = build_document(rng, parsed, novel, head, target, counts, doc_id, args.cpt)
+        approx = round(len(text) / args.cpt)
+        docs.append({"doc_id": doc_id, "text": text, "novel": novel, "head": head, "questions": questions})
         for q_i, q in enumerate(questions):
             q["id"] = f"{doc_id}-q{q_i:02d}"
             rows.append(
@@ -563,6 +750,7 @@ def to_parquet_bytes(rows):
 def self_check(path, docs, args):
     """Reads the written file back and checks it; raises on any problem."""
     errors = []
+    parsed = args.corpus_data[0]
 
     def check(cond, msg):
         if not cond:
@@ -585,7 +773,7 @@ def self_check(path, docs, args):
         check(r["prompt"].startswith(text + "\n\n"), f"{r['id']}: prompt does not start with its document")
         check(r["task"] in TASKS, f"{r['id']}: bad task {r['task']}")
         check(r["max_new_tokens"] == MAX_NEW[r["task"]], f"{r['id']}: max_new_tokens")
-        check(r["doc_tokens_approx"] == round(len(text) / CHARS_PER_TOKEN), f"{r['id']}: doc_tokens_approx")
+        check(r["doc_tokens_approx"] == round(len(text) / args.cpt), f"{r['id']}: doc_tokens_approx")
         need = r["doc_tokens_approx"] * 1.1 + 64 + r["max_new_tokens"]
         check(need <= args.max_context, f"{r['id']}: ~{need:.0f} tokens may not fit a {args.max_context} context")
         if r["task"] == "needle":
@@ -599,14 +787,51 @@ def self_check(path, docs, args):
             pos = [text.find(f"VAR {n} = ") for n in names]
             check(all(text.count(f"VAR {n} = ") == 1 for n in names), f"{r['id']}: a variable is assigned twice")
             check(pos == sorted(pos) and min(pos) >= 0, f"{r['id']}: chain not in reading order")
+        elif r["task"] == "verse":
+            book, chapter, verse = q["ref"]
+            answer = r["expected_answer"] or ""
+            source = {(c, v): t for c, v, t in parsed[book][3].values()} if parsed[book][3] else {}
+            check(source.get((chapter, verse)) == answer, f"{r['id']}: answer is not {book} {chapter}:{verse}")
+            check(r["prompt"].endswith(QUESTION_VERSE.format(book=book, chapter=chapter, verse=verse)), f"{r['id']}: verse question")
+            check(text.count(answer) == 1, f"{r['id']}: verse text not unique in the document")
+            check(len(answer) <= VERSE_MAX_CHARS, f"{r['id']}: verse longer than {VERSE_MAX_CHARS} characters")
+            # The verse paragraph, under its own chapter heading, once.
+            heading, hits = None, 0
+            for para in text.split("\n\n"):
+                if re.fullmatch(re.escape(book) + r" [0-9]+", para):
+                    heading = para
+                elif heading == f"{book} {chapter}" and para == f"{verse} {answer}":
+                    hits += 1
+            check(hits == 1, f"{r['id']}: {book} {chapter}:{verse} is {hits} times under its heading")
         else:
             check(r["expected_answer"] is None, f"{r['id']}: summary with an expected answer")
+    # Each document: consecutive paragraphs of one novel or book from a
+    # chapter heading, plus the inserted sentences (for austen the last
+    # paragraph may be cut; kjv verses never are).
+    for doc in docs:
+        paras = parsed[doc["novel"]][0]
+        inserted = sum(
+            1 for q in doc["questions"] if q["task"] == "needle"
+        ) + VAR_CHAIN_LEN * sum(1 for q in doc["questions"] if q["task"] == "vartrack")
+        all_paras = doc["text"].split("\n\n")
+        own = [
+            p
+            for p in all_paras
+            if not p.startswith("The special magic number for ")
+            and not re.fullmatch(r"VAR [A-Z]{5} = (?:[0-9]{5}|VAR [A-Z]{5}) \.", p)
+        ]
+        h = doc["head"]
+        n_ins = len(all_paras) - len(own)
+        check(n_ins == inserted, f"{doc['doc_id']}: {n_ins} inserted paragraphs, expected {inserted}")
+        check(h in parsed[doc["novel"]][1] and own[:1] == [paras[h]], f"{doc['doc_id']}: does not start at a chapter heading")
+        exact = own if args.corpus == "kjv" else own[:-1]
+        check(exact == paras[h : h + len(exact)], f"{doc['doc_id']}: not consecutive paragraphs of {doc['novel']}")
     docs_seq = [r["doc_id"] for r in rows]
     if len(by_id) > 1:
         adjacent = sum(a == b for a, b in zip(docs_seq, docs_seq[1:]))
         check(adjacent == 0, f"{adjacent} adjacent rows share a document")
     # Same arguments, same bytes.
-    _, again = generate(args, args.novels)
+    _, again = generate(args, args.corpus_data)
     check(to_parquet_bytes(again) == Path(path).read_bytes(), "a second generation gave different bytes")
     if errors:
         raise AssertionError("self-check failed:\n  " + "\n  ".join(errors[:20]))
@@ -642,16 +867,33 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=2000, help="longest document, approx. tokens")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument(
+        "--corpus",
+        choices=CORPORA,
+        default="austen",
+        help="source text: austen (Jane Austen's novels, default) or kjv (the King James Bible)",
+    )
+    ap.add_argument(
         "--tasks",
         type=parse_tasks,
-        default=parse_tasks("needle:4,vartrack:1,summary:1"),
-        help="task mix per document as name:weight,... (default needle:4,vartrack:1,summary:1)",
+        default=None,
+        help=(
+            "task mix per document as name:weight,... (default "
+            + "; ".join(f"{c}: {t}" for c, t in DEFAULT_TASKS.items())
+            + "; verse is kjv only)"
+        ),
     )
     ap.add_argument("--max-context", type=int, default=8192, help="model context the rows must fit (default 8192)")
-    ap.add_argument("--prefix", default="austen", help="id prefix (default austen)")
+    ap.add_argument("--prefix", default=None, help="id prefix (default: the corpus name, austen or kjv)")
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args()
+    if args.tasks is None:
+        args.tasks = parse_tasks(DEFAULT_TASKS[args.corpus])
+    if args.tasks.get("verse") and args.corpus != "kjv":
+        ap.error("the verse task needs --corpus kjv")
+    if args.prefix is None:
+        args.prefix = args.corpus
+    args.cpt = KJV_CHARS_PER_TOKEN if args.corpus == "kjv" else CHARS_PER_TOKEN
     if args.docs < 1 or args.questions < 1:
         ap.error("--docs and --questions must be at least 1")
     if not 100 <= args.min_tokens <= args.max_tokens:
@@ -659,14 +901,15 @@ def main():
     if args.max_tokens * 1.1 + 64 + max(MAX_NEW.values()) > args.max_context:
         ap.error(f"--max-tokens {args.max_tokens} leaves no safe room in a {args.max_context}-token context")
 
-    args.novels = load_austen(args.cache_dir)
-    docs, rows = generate(args, args.novels)
+    args.corpus_data = load_corpus(args)
+    docs, rows = generate(args, args.corpus_data)
     data = to_parquet_bytes(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(data)
     self_check(args.out, docs, args)
-    tasks = {t: sum(r["task"] == t for r in rows) for t in TASKS}
-    lens = [round(len(d["text"]) / CHARS_PER_TOKEN) for d in docs]
+    shown = [t for t in TASKS if t != "verse" or args.corpus == "kjv"]
+    tasks = {t: sum(r["task"] == t for r in rows) for t in shown}
+    lens = [round(len(d["text"]) / args.cpt) for d in docs]
     print(
         f"wrote {len(rows)} rows ({len(docs)} documents of ~{min(lens)}-{max(lens)} tokens; "
         f"{', '.join(f'{t} {n}' for t, n in tasks.items())}) to {args.out} ({len(data)} bytes); self-check ok"
