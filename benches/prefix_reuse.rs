@@ -12,9 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use specbatch::backend::cpu::dense::CpuDenseExecutor;
-use specbatch::backend::cpu::kv_arena::KvArena;
-use specbatch::bench::run_point;
+use specbatch::bench::{cpu_executor, run_point};
 use specbatch::job::spec::JobSpec;
 use specbatch::model::load::load_model;
 use specbatch::pipeline::{BLOCK_SIZE, ReuseMode, RunOptions, run_job};
@@ -54,16 +52,13 @@ fn run(spec: &str, out: &Path, name: &'static str, reuse: ReuseMode) -> anyhow::
     })
 }
 
-/// Seconds of decode per prompt token of prefill, at the job's concurrency
-/// and mean prompt length, on the job's model.
+/// What one decode token costs in prefill tokens (prefill rate over decode
+/// rate), at the job's concurrency and mean prompt length, on its model.
 fn decode_weight(spec: &JobSpec, mean_prompt: usize) -> anyhow::Result<f64> {
     let m = load_model(&spec.model)?;
     let rows = spec.engine.max_concurrent_rows;
     let gen_tokens = 32;
-    let per_row = (mean_prompt + gen_tokens).div_ceil(BLOCK_SIZE) * BLOCK_SIZE;
-    let per_token = KvArena::bytes_per_token(m.weights.config.n_layers, m.weights.config.kv_dim());
-    let mut exec =
-        CpuDenseExecutor::new(m.weights, (rows * per_row * per_token) as u64, BLOCK_SIZE);
+    let mut exec = cpu_executor(m.weights, rows, mean_prompt, gen_tokens, BLOCK_SIZE);
     let p = run_point(
         &mut exec,
         rows,

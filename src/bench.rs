@@ -9,9 +9,12 @@
 
 use std::time::Instant;
 
+use crate::backend::cpu::dense::CpuDenseExecutor;
+use crate::backend::cpu::kv_arena::KvArena;
 use crate::backend::executor::{BackendError, Executor};
 use crate::engine::sampler::argmax;
 use crate::engine::scheduler::{Scheduler, SchedulerConfig};
+use crate::model::dense::DenseWeights;
 
 /// One measured point.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -21,6 +24,21 @@ pub struct BenchPoint {
     pub gen_tokens: usize,
     pub prefill_tok_per_s: f64,
     pub gen_tok_per_s: f64,
+}
+
+/// A CPU executor whose KV arena holds `rows` sequences of
+/// `prompt_tokens + gen_tokens` tokens (whole blocks each), the most the
+/// workload at that concurrency needs.
+pub fn cpu_executor(
+    w: DenseWeights,
+    rows: usize,
+    prompt_tokens: usize,
+    gen_tokens: usize,
+    block_size: usize,
+) -> CpuDenseExecutor {
+    let per_row = (prompt_tokens + gen_tokens).div_ceil(block_size) * block_size;
+    let per_token = KvArena::bytes_per_token(w.config.n_layers, w.config.kv_dim());
+    CpuDenseExecutor::new(w, (rows * per_row * per_token) as u64, block_size)
 }
 
 /// Runs one point of the workload on `exec`.

@@ -9,8 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use specbatch::backend::cpu::dense::CpuDenseExecutor;
-use specbatch::bench::run_point;
+use specbatch::bench::{cpu_executor, run_point};
 use specbatch::error::JobError;
 use specbatch::model::inspect::describe;
 use specbatch::model::load::load_model;
@@ -147,13 +146,7 @@ fn bench(
         let m = load_model(model)?;
         let max_conc = concurrency.iter().copied().max().unwrap_or(1);
         let block = 16;
-        let per_row = (prompt_tokens + gen_tokens).div_ceil(block) * block;
-        let per_token = specbatch::backend::cpu::kv_arena::KvArena::bytes_per_token(
-            m.weights.config.n_layers,
-            m.weights.config.kv_dim(),
-        );
-        let kv_bytes = (max_conc * per_row * per_token) as u64;
-        let mut exec = CpuDenseExecutor::new(m.weights, kv_bytes, block);
+        let mut exec = cpu_executor(m.weights, max_conc, prompt_tokens, gen_tokens, block);
         println!("model,concurrency,prompt_tokens,gen_tokens,prefill_tok_per_s,gen_tok_per_s");
         for &n in concurrency {
             let p = run_point(&mut exec, n, prompt_tokens, gen_tokens, 512, block)

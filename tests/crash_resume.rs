@@ -8,22 +8,6 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-fn write_spec(dir: &Path, out: &Path) -> std::path::PathBuf {
-    let spec = format!(
-        "inputs:\n  paths: [{root}/datasets/quickstart.parquet]\n  id_column: id\n  prompt_column: prompt\n  messages_column: messages\n  pass_through: [topic]\n\
-model: {model}\n\
-generation:\n  max_new_tokens: 12\n  temperature: 0\n\
-engine:\n  max_concurrent_rows: 4\n  max_batch_tokens: 256\n  kv_cache_bytes: 256MiB\n\
-output:\n  path: {out}\n  rows_per_part: 2\n",
-        root = common::root().display(),
-        model = common::model_path(common::SMOLLM2),
-        out = out.display()
-    );
-    let p = dir.join("job.yaml");
-    std::fs::write(&p, spec).unwrap();
-    p
-}
-
 fn start(spec: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_specbatch"))
         .args(["run"])
@@ -31,16 +15,6 @@ fn start(spec: &Path) -> Child {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap()
-}
-
-fn commits(out: &Path) -> usize {
-    std::fs::read_dir(out.join("_commits/shard=00000"))
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().starts_with("seq-"))
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 /// Starts a run and SIGKILLs it once `n` commit records exist (or when it
@@ -52,7 +26,7 @@ fn kill_after_commits(spec: &Path, out: &Path, n: usize) -> bool {
         if child.try_wait().unwrap().is_some() {
             return false;
         }
-        if commits(out) >= n || Instant::now() > deadline {
+        if common::commits(out, 0) >= n || Instant::now() > deadline {
             child.kill().unwrap(); // SIGKILL on Unix
             child.wait().unwrap();
             return true;
@@ -75,14 +49,14 @@ fn sigkill_at_several_points_then_resume_loses_and_duplicates_nothing() {
     let clean_out = tmp.path().join("clean");
     let clean_spec_dir = tmp.path().join("c");
     std::fs::create_dir_all(&clean_spec_dir).unwrap();
-    let clean_spec = write_spec(&clean_spec_dir, &clean_out);
+    let clean_spec = common::write_quickstart_spec(&clean_spec_dir, &clean_out, 12);
     assert!(start(&clean_spec).wait().unwrap().success());
     let clean = results(&clean_out);
 
     let out = tmp.path().join("crashy");
     let spec_dir = tmp.path().join("k");
     std::fs::create_dir_all(&spec_dir).unwrap();
-    let spec = write_spec(&spec_dir, &out);
+    let spec = common::write_quickstart_spec(&spec_dir, &out, 12);
     // Kill before anything is committed, then after 1, 3 and 6 commits
     // (each restart resumes and commits more).
     let mut kills = 0;

@@ -7,25 +7,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
-
-fn write_spec(dir: &Path) -> PathBuf {
-    let spec = format!(
-        "inputs:\n  paths: [{root}/datasets/quickstart.parquet]\n  id_column: id\n  prompt_column: prompt\n  messages_column: messages\n  pass_through: [topic]\n\
-model: {model}\n\
-generation:\n  max_new_tokens: 10\n  temperature: 0\n\
-engine:\n  max_concurrent_rows: 4\n  max_batch_tokens: 256\n  kv_cache_bytes: 256MiB\n\
-output:\n  path: {out}\n  rows_per_part: 2\n",
-        root = common::root().display(),
-        model = common::model_path(common::SMOLLM2),
-        out = dir.join("unused").display()
-    );
-    let p = dir.join("job.yaml");
-    std::fs::write(&p, spec).unwrap();
-    p
-}
 
 fn specbatch(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_specbatch"));
@@ -37,16 +21,6 @@ fn specbatch(args: &[&str]) -> Command {
 
 fn run(args: &[&str]) -> Output {
     specbatch(args).output().unwrap()
-}
-
-fn commits(out: &Path, shard: u32) -> usize {
-    std::fs::read_dir(out.join(format!("_commits/shard={shard:05}")))
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().starts_with("seq-"))
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 fn results(out: &Path) -> Vec<Vec<serde_json::Value>> {
@@ -68,7 +42,7 @@ fn text(o: &Output) -> String {
 #[test]
 fn concurrent_shards_with_a_crash_equal_one_process() {
     let tmp = tempfile::tempdir().unwrap();
-    let spec = write_spec(tmp.path());
+    let spec = common::write_quickstart_spec(tmp.path(), &tmp.path().join("unused"), 10);
     let spec = spec.to_str().unwrap();
     let single = tmp.path().join("single");
     let multi = tmp.path().join("multi");
@@ -128,7 +102,7 @@ fn concurrent_shards_with_a_crash_equal_one_process() {
         if shards[1].try_wait().unwrap().is_some() {
             break;
         }
-        if commits(&multi, 1) >= 1 || Instant::now() > deadline {
+        if common::commits(&multi, 1) >= 1 || Instant::now() > deadline {
             shards[1].kill().unwrap();
             shards[1].wait().unwrap();
             killed = true;

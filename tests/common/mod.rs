@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Directory holding the real models (`scripts/fetch_models.sh` fills it).
 pub fn model_dir() -> PathBuf {
@@ -47,4 +47,33 @@ print(json.dumps([[v if isinstance(v, (int, float, str, bool)) or v is None else
 /// The crate root (jobs/, datasets/ and models/ are relative to it).
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Writes `dir/job.yaml`: the quickstart dataset on SmolLM2, greedy,
+/// `max_new_tokens` per row, two rows per part, output in `out`.
+pub fn write_quickstart_spec(dir: &Path, out: &Path, max_new_tokens: u32) -> PathBuf {
+    let spec = format!(
+        "inputs:\n  paths: [{root}/datasets/quickstart.parquet]\n  id_column: id\n  prompt_column: prompt\n  messages_column: messages\n  pass_through: [topic]\n\
+model: {model}\n\
+generation:\n  max_new_tokens: {max_new_tokens}\n  temperature: 0\n\
+engine:\n  max_concurrent_rows: 4\n  max_batch_tokens: 256\n  kv_cache_bytes: 256MiB\n\
+output:\n  path: {out}\n  rows_per_part: 2\n",
+        root = root().display(),
+        model = model_path(SMOLLM2),
+        out = out.display()
+    );
+    let p = dir.join("job.yaml");
+    std::fs::write(&p, spec).unwrap();
+    p
+}
+
+/// Commit records shard `shard` has written under `out` so far.
+pub fn commits(out: &Path, shard: u32) -> usize {
+    std::fs::read_dir(out.join(format!("_commits/shard={shard:05}")))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("seq-"))
+                .count()
+        })
+        .unwrap_or(0)
 }

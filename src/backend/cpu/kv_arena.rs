@@ -74,16 +74,8 @@ impl KvArena {
         n: usize,
         out: &mut [f32],
     ) {
-        let hd = self.head_dim;
-        for (pos, dst) in out.chunks_exact_mut(hd).take(n).enumerate() {
-            let i = self.row_index(
-                table[pos / self.block_size],
-                layer,
-                value,
-                pos % self.block_size,
-            ) + head * hd;
-            self.data[i..i + hd]
-                .reinterpret_cast::<f16>()
+        for (pos, dst) in out.chunks_exact_mut(self.head_dim).take(n).enumerate() {
+            self.head_row(table, layer, value, head, pos)
                 .convert_to_f32_slice(dst);
         }
     }
@@ -100,22 +92,34 @@ impl KvArena {
         n: usize,
         out: &mut [f32],
     ) {
-        let hd = self.head_dim;
-        let mut row = vec![0.0f32; hd];
+        let mut row = vec![0.0f32; self.head_dim];
         for pos in 0..n {
-            let i = self.row_index(
-                table[pos / self.block_size],
-                layer,
-                value,
-                pos % self.block_size,
-            ) + head * hd;
-            self.data[i..i + hd]
-                .reinterpret_cast::<f16>()
+            self.head_row(table, layer, value, head, pos)
                 .convert_to_f32_slice(&mut row);
             for (d, &x) in row.iter().enumerate() {
                 out[d * n + pos] = x;
             }
         }
+    }
+
+    /// The stored f16 row of KV head `head` of K (or V) at sequence
+    /// position `pos`, found through the sequence's block table.
+    fn head_row(
+        &self,
+        table: &[u32],
+        layer: usize,
+        value: bool,
+        head: usize,
+        pos: usize,
+    ) -> &[f16] {
+        let hd = self.head_dim;
+        let i = self.row_index(
+            table[pos / self.block_size],
+            layer,
+            value,
+            pos % self.block_size,
+        ) + head * hd;
+        self.data[i..i + hd].reinterpret_cast::<f16>()
     }
 }
 
