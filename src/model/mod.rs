@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod dense;
+pub mod dsv4;
 pub mod error;
 pub mod gguf;
 pub mod inspect;

@@ -1,0 +1,9 @@
+//! DeepSeek-V4 (Flash) in its official checkpoint format: config, weight
+//! codecs (FP8 E4M3 with E8M0 128×128 block scales, FP4 E2M1 with per-32
+//! E8M0 scales), the official low-precision numerics, and the forward pass
+//! with its long-context state (window ring, CSA/HCA compressed rows,
+//! indexer keys, open compressor windows).
+//!
+//! The facts come from `shared/reference/deepseek-v4.md`; the parity
+//! reference is HF transformers' `DeepseekV4ForCausalLM` (see
+//! `tools/dsv4/`).
