@@ -78,14 +78,14 @@ def _rne_encode(x, pos_values):
 def encode_e4m3(x):
     pos = E4M3_VALUES[:127]  # codes 0..126 are the finite non-negatives
     codes = _rne_encode(x, pos)
-    sign = (np.signbit(x) & (codes != 0)).astype(np.uint8) << 7
+    sign = np.signbit(x).astype(np.uint8) << 7  # -0 keeps its sign, as a torch cast does
     return codes | sign
 
 
 def encode_e2m1(x):
     pos = E2M1_VALUES[:8]
     codes = _rne_encode(x, pos)
-    sign = (np.signbit(x) & (codes != 0)).astype(np.uint8) << 3
+    sign = np.signbit(x).astype(np.uint8) << 3
     return codes | sign
 
 
@@ -213,7 +213,7 @@ def preset_config(name):
             # share 16 (many entries within 300 tokens); see README.md.
             "compress_ratios": [0, 4, 16, 4, 16, 0],
             "sliding_window": 32,
-            "index_n_heads": 4,
+            "index_n_heads": 8,
             "index_head_dim": 96,
             "index_topk": 8,
         })
@@ -234,7 +234,7 @@ def preset_config(name):
             "num_hash_layers": 1,
             "compress_ratios": [0, 4, 128, 4, 0],
             "sliding_window": 128,
-            "index_n_heads": 2,
+            "index_n_heads": 8,
             "index_head_dim": 128,
             "index_topk": 16,
         })
