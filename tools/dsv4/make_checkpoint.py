@@ -214,7 +214,7 @@ def preset_config(name):
             "compress_ratios": [0, 4, 16, 4, 16, 0],
             "sliding_window": 32,
             "index_n_heads": 8,
-            "index_head_dim": 96,
+            "index_head_dim": 128,
             "index_topk": 8,
         })
     elif name == "tok":
