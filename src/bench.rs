@@ -10,11 +10,15 @@
 use std::time::Instant;
 
 use crate::backend::cpu::dense::CpuDenseExecutor;
+use crate::backend::cpu::dsv4::CpuDsv4Executor;
 use crate::backend::cpu::kv_arena::KvArena;
 use crate::backend::executor::{BackendError, Executor};
 use crate::engine::sampler::argmax;
 use crate::engine::scheduler::{Scheduler, SchedulerConfig};
-use crate::model::dense::DenseWeights;
+use crate::model::dsv4::forward::Dsv4Model;
+use crate::model::dsv4::precision::Precision;
+use crate::model::dsv4::state::KvFootprint;
+use crate::model::load::ModelWeights;
 
 /// One measured point.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -26,23 +30,38 @@ pub struct BenchPoint {
     pub gen_tok_per_s: f64,
 }
 
-/// A CPU executor whose KV arena holds `rows` sequences of
+/// A CPU executor for the model whose KV memory holds `rows` sequences of
 /// `prompt_tokens + gen_tokens` tokens (whole blocks each), the most the
 /// workload at that concurrency needs.
 pub fn cpu_executor(
-    w: DenseWeights,
+    w: ModelWeights,
     rows: usize,
     prompt_tokens: usize,
     gen_tokens: usize,
     block_size: usize,
-) -> CpuDenseExecutor {
+) -> Box<dyn Executor> {
     let per_row = (prompt_tokens + gen_tokens).div_ceil(block_size) * block_size;
-    let per_token = KvArena::bytes_per_token(w.config.n_layers, w.config.kv_dim());
-    CpuDenseExecutor::new(w, (rows * per_row * per_token) as u64, block_size)
+    match w {
+        ModelWeights::Dense(w) => {
+            let per_token = KvArena::bytes_per_token(w.config.n_layers, w.config.kv_dim());
+            Box::new(CpuDenseExecutor::new(
+                *w,
+                (rows * per_row * per_token) as u64,
+                block_size,
+            ))
+        }
+        ModelWeights::DeepseekV4(w) => {
+            let fp = KvFootprint::new(&w.config);
+            let growth: f64 = fp.per_token_by_kind().iter().map(|(_, b)| b).sum();
+            let bytes = rows * (fp.fixed + per_row * (growth.ceil() as usize).max(1));
+            let model = Dsv4Model::new(*w, Precision::Official);
+            Box::new(CpuDsv4Executor::new(model, bytes as u64, block_size, rows))
+        }
+    }
 }
 
 /// Runs one point of the workload on `exec`.
-pub fn run_point<E: Executor>(
+pub fn run_point<E: Executor + ?Sized>(
     exec: &mut E,
     concurrency: usize,
     prompt_tokens: usize,
@@ -107,6 +126,7 @@ pub fn run_point<E: Executor>(
             *g += 1;
             if *g >= gen_tokens {
                 sched.finish(*id);
+                exec.release(*id);
             } else {
                 sched.append(*id, tok);
             }

@@ -30,7 +30,11 @@ fn table(first_block: u32, tokens: usize) -> Vec<u32> {
 fn logits_are_bitwise_equal_alone_and_in_a_mixed_batch_of_16() {
     let m = load_model(&common::model_path(common::SMOLLM2)).unwrap();
     let tok = m.tokenizer.clone();
-    let mut exec = CpuDenseExecutor::new(m.weights, 400 * BLOCK as u64 * 23_040, BLOCK);
+    let mut exec = CpuDenseExecutor::new(
+        m.weights.into_dense().expect("dense model"),
+        400 * BLOCK as u64 * 23_040,
+        BLOCK,
+    );
     let vocab = exec.shape().vocab_size;
     let decode_steps = 3;
 
@@ -44,6 +48,7 @@ fn logits_are_bitwise_equal_alone_and_in_a_mixed_batch_of_16() {
             seqs: vec![SeqChunk {
                 tokens: p0.clone(),
                 start_pos: 0,
+                seq_id: 0,
                 block_table: t0.clone(),
                 logits_for: 1,
             }],
@@ -59,6 +64,7 @@ fn logits_are_bitwise_equal_alone_and_in_a_mixed_batch_of_16() {
                 seqs: vec![SeqChunk {
                     tokens: vec![next],
                     start_pos: seq0.len() - 1,
+                    seq_id: 0,
                     block_table: t0.clone(),
                     logits_for: 1,
                 }],
@@ -81,7 +87,9 @@ fn logits_are_bitwise_equal_alone_and_in_a_mixed_batch_of_16() {
     let mut seqs: Vec<SeqChunk> = others
         .iter()
         .zip(&other_tables)
-        .map(|(p, t)| SeqChunk {
+        .enumerate()
+        .map(|(i, (p, t))| SeqChunk {
+            seq_id: 1 + i as u64,
             tokens: p.clone(),
             start_pos: 0,
             block_table: t.clone(),
@@ -93,6 +101,7 @@ fn logits_are_bitwise_equal_alone_and_in_a_mixed_batch_of_16() {
         SeqChunk {
             tokens: p0[..7].to_vec(),
             start_pos: 0,
+            seq_id: 100,
             block_table: t0b.clone(),
             logits_for: 0,
         },
@@ -115,6 +124,7 @@ fn logits_are_bitwise_equal_alone_and_in_a_mixed_batch_of_16() {
             SeqChunk {
                 tokens: rest,
                 start_pos: 7,
+                seq_id: 100,
                 block_table: t0b.clone(),
                 logits_for: 1,
             }
@@ -124,6 +134,7 @@ fn logits_are_bitwise_equal_alone_and_in_a_mixed_batch_of_16() {
             SeqChunk {
                 tokens: vec![next],
                 start_pos: seq0b.len() - 1,
+                seq_id: 100,
                 block_table: t0b.clone(),
                 logits_for: 1,
             }
@@ -132,6 +143,7 @@ fn logits_are_bitwise_equal_alone_and_in_a_mixed_batch_of_16() {
             .map(|i| SeqChunk {
                 tokens: vec![other_next[i]],
                 start_pos: other_len[i],
+                seq_id: 1 + i as u64,
                 block_table: other_tables[i].clone(),
                 logits_for: 1,
             })

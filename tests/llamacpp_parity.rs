@@ -71,7 +71,11 @@ fn check(fixture_file: &str, tolerance: f32) {
         );
     }
     let block = 16;
-    let mut exec = CpuDenseExecutor::new(m.weights, 256 * block as u64 * 30 * 2 * 256 * 2, block);
+    let mut exec = CpuDenseExecutor::new(
+        m.weights.into_dense().expect("dense model"),
+        256 * block as u64 * 30 * 2 * 256 * 2,
+        block,
+    );
     let mut worst = 0.0f32;
     let mut total_diff = 0.0f64;
     let mut compared = 0usize;
@@ -92,6 +96,7 @@ fn check(fixture_file: &str, tolerance: f32) {
                     seqs: vec![SeqChunk {
                         tokens: feed.clone(),
                         start_pos: pos,
+                        seq_id: 0,
                         block_table: table.clone(),
                         logits_for: 1,
                     }],

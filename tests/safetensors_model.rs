@@ -176,7 +176,10 @@ fn an_hf_directory_computes_what_the_gguf_computes() {
     let hf = load_model(dir.path().to_str().unwrap()).unwrap();
     let gg = load_model(&gguf).unwrap();
     assert_eq!(hf.format, CheckpointFormat::Safetensors);
-    assert_eq!(hf.weights.config.n_layers, gg.weights.config.n_layers);
+    assert_eq!(
+        hf.weights.as_dense().unwrap().config.n_layers,
+        gg.weights.as_dense().unwrap().config.n_layers
+    );
     assert_eq!(hf.tokenizer.eos_ids, vec![2]);
     assert_eq!(
         hf.chat.as_ref().unwrap().default_system(),
@@ -192,7 +195,7 @@ fn an_hf_directory_computes_what_the_gguf_computes() {
     );
 
     // The GGUF path on the same f32 weights (interleaved RoPE on permuted rows).
-    let mut w = gg.weights;
+    let mut w = gg.weights.into_dense().expect("dense model");
     w.embed = f32_tensor(&w.embed);
     w.head = f32_tensor(&w.head);
     for l in w.layers.iter_mut() {
@@ -212,11 +215,12 @@ fn an_hf_directory_computes_what_the_gguf_computes() {
         seqs: vec![SeqChunk {
             tokens: ids.clone(),
             start_pos: 0,
+            seq_id: 0,
             block_table: (0..ids.len().div_ceil(16) as u32).collect(),
             logits_for: 1,
         }],
     };
-    let a = CpuDenseExecutor::new(hf.weights, 16 << 20, 16)
+    let a = CpuDenseExecutor::new(hf.weights.into_dense().expect("dense model"), 16 << 20, 16)
         .forward(&batch)
         .unwrap();
     let b = CpuDenseExecutor::new(w, 16 << 20, 16)

@@ -13,6 +13,9 @@
 /// `start_pos..start_pos + tokens.len()`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeqChunk {
+    /// The engine's id of the sequence, stable from its first chunk until
+    /// [`Executor::release`].
+    pub seq_id: u64,
     pub tokens: Vec<u32>,
     pub start_pos: usize,
     /// Physical KV block ids covering positions `0..start_pos + tokens.len()`.
@@ -60,4 +63,37 @@ pub trait Executor {
     /// Runs one step. Returns, per sequence in order, `logits_for` rows of
     /// `vocab_size` logits each (row-major).
     fn forward(&mut self, batch: &ForwardBatch) -> Result<Vec<Vec<f32>>, BackendError>;
+
+    /// Whether sequences may start on KV blocks another sequence computed
+    /// (prefix reuse). Backends whose per-sequence state is not a function of
+    /// the block contents alone say no.
+    fn shares_prefix_blocks(&self) -> bool {
+        true
+    }
+
+    /// The engine is done with a sequence: drop any state kept for it.
+    fn release(&mut self, _seq_id: u64) {}
+}
+
+/// Lets the engine run whichever backend the model needs.
+impl<E: Executor + ?Sized> Executor for Box<E> {
+    fn shape(&self) -> &ModelShape {
+        (**self).shape()
+    }
+
+    fn kv_blocks(&self) -> usize {
+        (**self).kv_blocks()
+    }
+
+    fn forward(&mut self, batch: &ForwardBatch) -> Result<Vec<Vec<f32>>, BackendError> {
+        (**self).forward(batch)
+    }
+
+    fn shares_prefix_blocks(&self) -> bool {
+        (**self).shares_prefix_blocks()
+    }
+
+    fn release(&mut self, seq_id: u64) {
+        (**self).release(seq_id)
+    }
 }

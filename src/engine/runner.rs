@@ -96,7 +96,7 @@ impl<'t, E: Executor> Engine<'t, E> {
                 max_batch_tokens: cfg.max_batch_tokens,
                 block_size: cfg.block_size,
                 context_length: exec.shape().context_length,
-                prefix_reuse: cfg.prefix_reuse,
+                prefix_reuse: cfg.prefix_reuse && exec.shares_prefix_blocks(),
             },
             exec.kv_blocks(),
         );
@@ -243,6 +243,7 @@ impl<'t, E: Executor> Engine<'t, E> {
         output: &Sender<RowResult>,
     ) -> Result<(), EngineError> {
         let cached = self.sched.finish(id);
+        self.exec.release(id);
         let a = self.active.remove(&id).expect("finished rows are active");
         let text = match stop_at {
             Some(at) => a.decoder.text()[..at].to_string(),

@@ -325,6 +325,7 @@ impl Scheduler {
             let grown = pool.grow(blocks, blocks_for(end, bs));
             debug_assert!(grown, "growth stays within the reservation");
             plan.batch.seqs.push(SeqChunk {
+                seq_id: seq.id,
                 tokens: seq.tokens[seq.computed..end].to_vec(),
                 start_pos: seq.computed,
                 block_table: blocks.table.clone(),

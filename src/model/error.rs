@@ -24,6 +24,8 @@ pub enum ModelError {
     Gguf(#[from] GgufError),
     #[error(transparent)]
     Safetensors(#[from] SafetensorsError),
+    #[error(transparent)]
+    Dsv4(#[from] crate::model::dsv4::error::Dsv4Error),
     #[error("model {path}: unsupported architecture `{arch}` (supported: llama, qwen2)")]
     UnsupportedArch { path: String, arch: String },
     #[error("model {path}: metadata `{key}`: {message}")]

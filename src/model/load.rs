@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::model::config::{Arch, DenseConfig, RopeStyle};
 use crate::model::dense::{DenseWeights, GGUF_NAMES, HF_NAMES, TensorSource};
+use crate::model::dsv4::weights::Dsv4Weights;
 use crate::model::error::ModelError;
 use crate::model::gguf::GgufFile;
 use crate::model::safetensors_dir::SafetensorsDir;
@@ -25,6 +26,38 @@ pub enum CheckpointFormat {
     Safetensors,
 }
 
+/// The weights of one of the architecture families specbatch runs.
+#[derive(Debug)]
+pub enum ModelWeights {
+    /// llama / qwen2 decoders (GGUF or HF safetensors).
+    Dense(Box<DenseWeights>),
+    /// DeepSeek-V4 in its official checkpoint format.
+    DeepseekV4(Box<Dsv4Weights>),
+}
+
+impl ModelWeights {
+    pub fn arch_name(&self) -> &'static str {
+        match self {
+            ModelWeights::Dense(w) => w.config.arch.name(),
+            ModelWeights::DeepseekV4(_) => "deepseek_v4",
+        }
+    }
+
+    pub fn as_dense(&self) -> Option<&DenseWeights> {
+        match self {
+            ModelWeights::Dense(w) => Some(&**w),
+            ModelWeights::DeepseekV4(_) => None,
+        }
+    }
+
+    pub fn into_dense(self) -> Option<DenseWeights> {
+        match self {
+            ModelWeights::Dense(w) => Some(*w),
+            ModelWeights::DeepseekV4(_) => None,
+        }
+    }
+}
+
 /// A model ready to run.
 #[derive(Debug)]
 pub struct LoadedModel {
@@ -33,7 +66,7 @@ pub struct LoadedModel {
     /// `general.name` or the directory name.
     pub name: String,
     pub format: CheckpointFormat,
-    pub weights: DenseWeights,
+    pub weights: ModelWeights,
     pub tokenizer: TextTokenizer,
     /// `None` when the checkpoint has no chat template (chat rows then fail).
     pub chat: Option<ChatTemplate>,
@@ -45,7 +78,9 @@ pub fn load_model(path: &str) -> Result<LoadedModel, ModelError> {
     if !p.exists() {
         return Err(ModelError::NotFound(path.to_string()));
     }
-    if p.is_dir() {
+    if p.is_dir() && is_deepseek_v4(p) {
+        load_dsv4(path)
+    } else if p.is_dir() {
         load_safetensors(path)
     } else {
         load_gguf(path)
@@ -186,7 +221,7 @@ fn load_gguf(path: &str) -> Result<LoadedModel, ModelError> {
         path: path.to_string(),
         name,
         format: CheckpointFormat::Gguf,
-        weights,
+        weights: ModelWeights::Dense(Box::new(weights)),
         tokenizer,
         chat,
     })
@@ -305,9 +340,64 @@ fn load_safetensors(path: &str) -> Result<LoadedModel, ModelError> {
         path: path.to_string(),
         name: file_stem(path),
         format: CheckpointFormat::Safetensors,
-        weights,
+        weights: ModelWeights::Dense(Box::new(weights)),
         tokenizer,
         chat,
+    })
+}
+
+/// Whether `dir/config.json` names the DeepSeek-V4 family.
+fn is_deepseek_v4(dir: &Path) -> bool {
+    std::fs::read(dir.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v.get("model_type").and_then(|t| t.as_str()) == Some("deepseek_v4"))
+}
+
+/// A DeepSeek-V4 checkpoint directory: official weights plus DeepSeek-V4's
+/// own `tokenizer.json`, whose id space must be the model's vocabulary.
+fn load_dsv4(path: &str) -> Result<LoadedModel, ModelError> {
+    let dir = Path::new(path);
+    let weights = Dsv4Weights::load(dir)?;
+    let c = &weights.config;
+    let tok_err = |source| ModelError::Tokenizer {
+        path: path.to_string(),
+        source,
+    };
+    let tok_path = dir.join("tokenizer.json");
+    if !tok_path.is_file() {
+        return Err(ModelError::Safetensors(
+            crate::model::safetensors_dir::SafetensorsError::MissingFile {
+                dir: dir.to_path_buf(),
+                file: "tokenizer.json",
+            },
+        ));
+    }
+    let inner = TextTokenizer::load_json(&tok_path).map_err(tok_err)?;
+    // Ids, not entries: some added tokens re-declare ids of the base vocab.
+    let ids = inner
+        .get_vocab(true)
+        .values()
+        .max()
+        .map_or(0, |m| *m as usize + 1);
+    if ids != c.vocab_size {
+        return Err(ModelError::Metadata {
+            path: tok_path.display().to_string(),
+            key: "vocab_size".into(),
+            message: format!(
+                "the tokenizer has {ids} ids, the model's config.json says vocab_size {}",
+                c.vocab_size
+            ),
+        });
+    }
+    let tokenizer = TextTokenizer::new(inner, vec![c.eos_id], Some(c.bos_id), false);
+    Ok(LoadedModel {
+        path: path.to_string(),
+        name: file_stem(path),
+        format: CheckpointFormat::Safetensors,
+        weights: ModelWeights::DeepseekV4(Box::new(weights)),
+        tokenizer,
+        chat: None,
     })
 }
 

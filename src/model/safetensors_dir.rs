@@ -26,6 +26,12 @@ pub enum SafetensorsError {
     Invalid { path: PathBuf, message: String },
     #[error("{dir}: tensor `{tensor}` not found")]
     MissingTensor { dir: PathBuf, tensor: String },
+    #[error("{path}: names tensor `{tensor}` in {file}, which does not hold it")]
+    IndexMismatch {
+        path: PathBuf,
+        tensor: String,
+        file: String,
+    },
     #[error("{dir}: tensor `{tensor}` has dtype {dtype:?}; supported: BF16, F16, F32")]
     UnsupportedDtype {
         dir: PathBuf,
@@ -48,6 +54,17 @@ struct Entry {
     offset: usize,
 }
 
+/// One tensor's place in a mapped shard, in its stored dtype. The bytes are
+/// inside the shard: `open` validated every header's offsets.
+#[derive(Debug, Clone)]
+pub struct RawTensor {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub storage: Storage,
+    pub offset: usize,
+    pub len: usize,
+}
+
 /// An opened model directory.
 pub struct SafetensorsDir {
     dir: PathBuf,
@@ -67,8 +84,21 @@ fn read_json(path: &Path) -> Result<serde_json::Value, SafetensorsError> {
 }
 
 impl SafetensorsDir {
+    /// Opens a model directory that must also hold `tokenizer.json`.
     pub fn open(dir: &Path) -> Result<SafetensorsDir, SafetensorsError> {
-        for file in ["config.json", "tokenizer.json"] {
+        if !dir.join("tokenizer.json").is_file() {
+            return Err(SafetensorsError::MissingFile {
+                dir: dir.to_path_buf(),
+                file: "tokenizer.json",
+            });
+        }
+        SafetensorsDir::open_checkpoint(dir)
+    }
+
+    /// Opens the weights and `config.json` only (the tokenizer is checked by
+    /// whoever needs it).
+    pub fn open_checkpoint(dir: &Path) -> Result<SafetensorsDir, SafetensorsError> {
+        for file in ["config.json"] {
             if !dir.join(file).is_file() {
                 return Err(SafetensorsError::MissingFile {
                     dir: dir.to_path_buf(),
@@ -84,17 +114,21 @@ impl SafetensorsDir {
             None
         };
         let index = dir.join("model.safetensors.index.json");
-        let mut files: Vec<PathBuf> = if index.is_file() {
-            let idx = read_json(&index)?;
-            let mut names: Vec<String> = idx
+        let weight_map: Vec<(String, String)> = if index.is_file() {
+            read_json(&index)?
                 .get("weight_map")
                 .and_then(|m| m.as_object())
                 .map(|m| {
-                    m.values()
-                        .filter_map(|v| v.as_str().map(str::to_string))
+                    m.iter()
+                        .filter_map(|(t, f)| f.as_str().map(|f| (t.clone(), f.to_string())))
                         .collect()
                 })
-                .unwrap_or_default();
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let mut files: Vec<PathBuf> = if index.is_file() {
+            let mut names: Vec<String> = weight_map.iter().map(|(_, f)| f.clone()).collect();
             names.sort();
             names.dedup();
             names.into_iter().map(|n| dir.join(n)).collect()
@@ -139,6 +173,20 @@ impl SafetensorsDir {
             }
             shards.push(Arc::new(map));
         }
+        // An index that promises a tensor its shard does not hold would
+        // otherwise surface as a confusing "missing tensor" much later.
+        for (tensor, file) in &weight_map {
+            let held = entries
+                .get(tensor)
+                .is_some_and(|e| files[e.shard].file_name() == Some(std::ffi::OsStr::new(file)));
+            if !held {
+                return Err(SafetensorsError::IndexMismatch {
+                    path: index.clone(),
+                    tensor: tensor.clone(),
+                    file: file.clone(),
+                });
+            }
+        }
         Ok(SafetensorsDir {
             dir: dir.to_path_buf(),
             config,
@@ -163,6 +211,23 @@ impl SafetensorsDir {
 
     pub fn tensor_names(&self) -> impl Iterator<Item = &str> {
         self.entries.keys().map(String::as_str)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A tensor in whatever dtype it is stored, for loaders that decode
+    /// formats of their own (DeepSeek-V4's FP8/FP4).
+    pub fn raw(&self, name: &str) -> Option<RawTensor> {
+        let e = self.entries.get(name)?;
+        Some(RawTensor {
+            dtype: e.dtype,
+            shape: e.shape.clone(),
+            storage: Storage::Mapped(self.shards[e.shard].clone()),
+            offset: e.offset,
+            len: e.shape.iter().product::<usize>() * e.dtype.bitsize() / 8,
+        })
     }
 
     pub fn tensor(&self, name: &str) -> Result<Tensor, SafetensorsError> {

@@ -19,7 +19,7 @@ pub enum Storage {
 }
 
 impl Storage {
-    fn as_slice(&self) -> &[u8] {
+    pub(crate) fn as_slice(&self) -> &[u8] {
         match self {
             Storage::Mapped(m) => m,
             Storage::Owned(v) => v,

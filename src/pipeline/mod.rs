@@ -23,6 +23,8 @@ use crossbeam::channel::bounded;
 use rayon::prelude::*;
 
 use crate::backend::cpu::dense::CpuDenseExecutor;
+use crate::backend::cpu::dsv4::CpuDsv4Executor;
+use crate::backend::executor::Executor;
 use crate::engine::runner::{Engine, EngineConfig, EngineCounters, Request};
 use crate::engine::scheduler::GroupTag;
 use crate::error::JobError;
@@ -32,8 +34,10 @@ use crate::io::{
     write_done,
 };
 use crate::job::spec::JobSpec;
+use crate::model::dsv4::forward::Dsv4Model;
+use crate::model::dsv4::precision::Precision;
 use crate::model::error::ModelError;
-use crate::model::load::{LoadedModel, load_model, model_sha256};
+use crate::model::load::{LoadedModel, ModelWeights, load_model, model_sha256};
 use crate::plan::{PlanError, PlanIdentity, ShardPlan, load_or_create, resolve_shard};
 use crate::progress::{JobCounters, Progress};
 
@@ -148,7 +152,7 @@ pub fn validate_job(spec_path: &str) -> Result<String, JobError> {
         c.inputs.files().len(),
         c.inputs.total_rows(),
         c.model.name,
-        c.model.weights.config.arch.name(),
+        c.model.weights.arch_name(),
         c.model_hash,
         c.spec.output.path
     ))
@@ -218,7 +222,16 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
         chat,
         ..
     } = model;
-    let exec = CpuDenseExecutor::new(weights, spec.engine.kv_cache_bytes, BLOCK_SIZE);
+    let kv_bytes = spec.engine.kv_cache_bytes;
+    let exec: Box<dyn Executor> = match weights {
+        ModelWeights::Dense(w) => Box::new(CpuDenseExecutor::new(*w, kv_bytes, BLOCK_SIZE)),
+        ModelWeights::DeepseekV4(w) => Box::new(CpuDsv4Executor::new(
+            Dsv4Model::new(*w, Precision::Official),
+            kv_bytes,
+            BLOCK_SIZE,
+            spec.engine.max_concurrent_rows,
+        )),
+    };
     let engine_cfg = EngineConfig {
         max_running: spec.engine.max_concurrent_rows,
         max_batch_tokens: spec.engine.max_batch_tokens,

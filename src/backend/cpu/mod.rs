@@ -15,6 +15,7 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 pub mod dense;
+pub mod dsv4;
 mod isa;
 pub mod kv_arena;
 pub mod matmul;

@@ -7,3 +7,18 @@
 //! The facts come from `shared/reference/deepseek-v4.md`; the parity
 //! reference is HF transformers' `DeepseekV4ForCausalLM` (see
 //! `tools/dsv4/`).
+
+pub mod attention;
+pub mod codec;
+pub mod compressor;
+pub mod config;
+pub mod error;
+pub mod forward;
+pub mod matrix;
+pub mod mhc;
+pub mod moe;
+pub mod numerics;
+pub mod precision;
+pub mod rope;
+pub mod state;
+pub mod weights;

@@ -1,0 +1,132 @@
+//! One sequence's long-context state, layer by layer: the sliding-window ring
+//! of raw KV rows, the compressed rows of CSA/HCA layers, the indexer keys of
+//! CSA layers, and the open compressor windows.
+//!
+//! Invariant: `len` tokens (positions `0..len`) have been fed; the ring holds
+//! the last `min(len, window)` rows at slot `pos % window`, and every layer
+//! holds exactly `len / ratio` compressed rows.
+//!
+//! Memory is accounted exactly from what is stored (f32 values): a fixed part
+//! per sequence (rings and open windows) plus rows that grow with length.
+
+use super::compressor::CompressorState;
+use super::config::{Dsv4Config, LayerKind};
+use super::weights::Dsv4Weights;
+
+#[derive(Debug, Clone)]
+pub struct LayerState {
+    /// `window × head_dim`, slot `pos % window`.
+    pub ring: Vec<f32>,
+    /// `entries × head_dim`.
+    pub compressed: Vec<f32>,
+    pub compressor: Option<CompressorState>,
+    /// `entries × index_head_dim` (CSA layers).
+    pub index_keys: Vec<f32>,
+    pub index_compressor: Option<CompressorState>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SeqState {
+    pub len: usize,
+    pub layers: Vec<LayerState>,
+}
+
+impl SeqState {
+    pub fn new(w: &Dsv4Weights) -> SeqState {
+        let c = &w.config;
+        let layers = w
+            .layers
+            .iter()
+            .map(|b| LayerState {
+                ring: vec![0.0; c.window * c.head_dim],
+                compressed: Vec::new(),
+                compressor: b.attn.compressor.as_ref().map(CompressorState::new),
+                index_keys: Vec::new(),
+                index_compressor: b
+                    .attn
+                    .indexer
+                    .as_ref()
+                    .map(|i| CompressorState::new(&i.compressor)),
+            })
+            .collect();
+        SeqState { len: 0, layers }
+    }
+
+    /// Bytes held now.
+    pub fn bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|l| {
+                (l.ring.len() + l.compressed.len() + l.index_keys.len()) * 4
+                    + l.compressor.as_ref().map_or(0, CompressorState::bytes)
+                    + l.index_compressor
+                        .as_ref()
+                        .map_or(0, CompressorState::bytes)
+            })
+            .sum()
+    }
+}
+
+/// KV memory of one sequence as a function of its length.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KvFootprint {
+    /// Rings and open compressor windows, whatever the length.
+    pub fixed: usize,
+    /// Per layer: (kind, ratio, bytes per compressed entry).
+    pub layers: Vec<(LayerKind, usize, usize)>,
+}
+
+impl KvFootprint {
+    pub fn new(c: &Dsv4Config) -> KvFootprint {
+        let mut fixed = 0;
+        let mut layers = Vec::new();
+        for i in 0..c.n_layers {
+            let kind = c.kind(i);
+            let ratio = c.compress_ratios[i];
+            fixed += c.window * c.head_dim * 4;
+            let entry = match kind {
+                LayerKind::Sliding => 0,
+                LayerKind::Hca => {
+                    fixed += 2 * ratio * c.head_dim * 4;
+                    c.head_dim * 4
+                }
+                LayerKind::Csa => {
+                    // Two windows of 2·dim-wide rows, kv and score, for the
+                    // compressor and for the indexer's compressor.
+                    fixed += 2 * (2 * ratio) * (2 * c.head_dim) * 4;
+                    fixed += 2 * (2 * ratio) * (2 * c.index_head_dim) * 4;
+                    (c.head_dim + c.index_head_dim) * 4
+                }
+            };
+            layers.push((kind, ratio, entry));
+        }
+        KvFootprint { fixed, layers }
+    }
+
+    /// Exact bytes of a sequence of `len` tokens.
+    pub fn bytes(&self, len: usize) -> usize {
+        self.fixed
+            + self
+                .layers
+                .iter()
+                .filter(|(_, r, _)| *r > 0)
+                .map(|(_, r, e)| len / r * e)
+                .sum::<usize>()
+    }
+
+    /// Steady-state bytes per token, by layer kind: (sliding, CSA, HCA).
+    pub fn per_token_by_kind(&self) -> [(LayerKind, f64); 3] {
+        let sum = |k: LayerKind| {
+            self.layers
+                .iter()
+                .filter(|(kind, r, _)| *kind == k && *r > 0)
+                .map(|(_, r, e)| *e as f64 / *r as f64)
+                .sum::<f64>()
+        };
+        [
+            (LayerKind::Sliding, 0.0),
+            (LayerKind::Csa, sum(LayerKind::Csa)),
+            (LayerKind::Hca, sum(LayerKind::Hca)),
+        ]
+    }
+}
