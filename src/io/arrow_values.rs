@@ -13,6 +13,11 @@ use arrow_array::types::{
 use arrow_array::{Array, LargeStringArray, StringArray, StringViewArray};
 use arrow_schema::DataType;
 
+/// The types [`is_text`] accepts, in words.
+pub(crate) const TEXT_TYPES: &str = "a string type (utf8, large_utf8 or utf8_view)";
+/// The types [`is_number`] accepts, in words.
+pub(crate) const NUMBER_TYPES: &str = "an integer or float type";
+
 pub(crate) fn is_text(dt: &DataType) -> bool {
     matches!(
         dt,

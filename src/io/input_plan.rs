@@ -13,7 +13,7 @@ use std::sync::Arc;
 use arrow_schema::{DataType, Field, FieldRef, Schema};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 
-use super::arrow_values::{is_number, is_text};
+use super::arrow_values::{TEXT_TYPES, is_text};
 use super::error::IoError;
 use super::input_paths::resolve_paths;
 use super::messages::is_messages_type;
@@ -84,10 +84,8 @@ impl InputPlan {
 }
 
 const ID_TYPES: &str = "a string or integer type";
-const TEXT_TYPES: &str = "a string type (utf8, large_utf8 or utf8_view)";
 const MESSAGES_TYPES: &str =
     "list<struct<role: utf8, content: utf8>> (or large_list) or a JSON string";
-const NUMBER_TYPES: &str = "an integer or float type";
 
 fn is_id_type(dt: &DataType) -> bool {
     is_text(dt) || dt.is_integer()
@@ -111,6 +109,7 @@ pub fn validate_inputs(spec: &InputSpec) -> Result<InputPlan, IoError> {
         (Override::TopP, &o.top_p),
         (Override::TopK, &o.top_k),
         (Override::Seed, &o.seed),
+        (Override::Reasoning, &o.reasoning),
     ]
     .into_iter()
     .filter_map(|(w, c)| c.clone().map(|c| (w, c)))
@@ -195,7 +194,7 @@ fn check_type(
     schema: &Schema,
     column: &str,
     role: &'static str,
-    accept: fn(&DataType) -> bool,
+    accept: impl Fn(&DataType) -> bool,
     expected: &'static str,
 ) -> Result<(), IoError> {
     let field = column_field(path, schema, column, role)?;
@@ -230,7 +229,14 @@ pub(crate) fn check_roles(path: &str, schema: &Schema, roles: &Roles) -> Result<
         )?;
     }
     for (which, c) in &roles.overrides {
-        check_type(path, schema, c, which.key(), is_number, NUMBER_TYPES)?;
+        check_type(
+            path,
+            schema,
+            c,
+            which.key(),
+            |dt| which.accepts(dt),
+            which.column_types(),
+        )?;
     }
     Ok(())
 }
@@ -376,6 +382,24 @@ mod tests {
                 ..
             })
         ));
+
+        // The reasoning override takes a string column, not a number.
+        let mut spec = input_spec(&[&name]);
+        spec.id_column = "prompt".into();
+        spec.prompt_column = Some("temp".into());
+        spec.overrides.reasoning = Some("id".into());
+        let err = validate_inputs(&spec).expect_err("numeric reasoning column");
+        assert!(
+            matches!(
+                &err,
+                IoError::ColumnType {
+                    role: "overrides.reasoning",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("a string type"), "{err}");
 
         let mut spec = input_spec(&[&name]);
         spec.id_column = "prompt".into();

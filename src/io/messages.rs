@@ -5,7 +5,10 @@
 //! Invariant: a parsed message list is non-empty and every message has a
 //! known role and a non-null content; anything else is an
 //! [`RowErrorKind::InvalidMessages`] row error, never a job error. Extra
-//! struct fields or JSON keys (e.g. `name`) are ignored.
+//! struct fields or JSON keys (e.g. `name`, `reasoning_content`) are
+//! ignored, except `tool_calls`: no chat template here renders tools, so
+//! a message carrying calls (a non-null, non-empty `tool_calls`) is an
+//! error rather than a prompt silently missing them.
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, GenericListArray, OffsetSizeTrait};
@@ -68,11 +71,22 @@ fn invalid(message: String) -> RowError {
     RowError::new(RowErrorKind::InvalidMessages, message)
 }
 
+fn tool_calls_unsupported(i: usize) -> RowError {
+    invalid(format!(
+        "message {i} has tool calls; tool calls and tool messages are not supported"
+    ))
+}
+
 fn checked(messages: Vec<ChatMessage>) -> Result<Vec<ChatMessage>, RowError> {
     if messages.is_empty() {
         return Err(invalid("the message list is empty".into()));
     }
     for (i, m) in messages.iter().enumerate() {
+        if m.role == "tool" {
+            return Err(invalid(format!(
+                "message {i} is a `tool` message; tool messages and tool calls are not supported"
+            )));
+        }
         if !ROLES.contains(&m.role.as_str()) {
             return Err(invalid(format!(
                 "message {i} has unknown role `{}` (allowed: system, user, assistant)",
@@ -94,10 +108,14 @@ fn from_structs(items: &ArrayRef) -> Result<Vec<ChatMessage>, RowError> {
         .column_by_name("content")
         .and_then(|c| TextColumn::new(c.as_ref()))
         .ok_or_else(missing)?;
+    let tool_calls = structs.column_by_name("tool_calls");
     let mut out = Vec::with_capacity(structs.len());
     for i in 0..structs.len() {
         if structs.is_null(i) {
             return Err(invalid(format!("message {i} is null")));
+        }
+        if tool_calls.is_some_and(|c| has_items(c.as_ref(), i)) {
+            return Err(tool_calls_unsupported(i));
         }
         let role = role
             .get(i)
@@ -111,6 +129,23 @@ fn from_structs(items: &ArrayRef) -> Result<Vec<ChatMessage>, RowError> {
         });
     }
     checked(out)
+}
+
+/// True when the `tool_calls` value at `i` holds something: null and an
+/// empty list (what exports write for messages without calls) do not.
+fn has_items(column: &dyn Array, i: usize) -> bool {
+    if column.is_null(i) {
+        return false;
+    }
+    match column.data_type() {
+        DataType::List(_) => column
+            .as_list_opt::<i32>()
+            .is_none_or(|l| l.value_length(i) > 0),
+        DataType::LargeList(_) => column
+            .as_list_opt::<i64>()
+            .is_none_or(|l| l.value_length(i) > 0),
+        _ => true,
+    }
 }
 
 fn parse_json(text: &str) -> Result<Vec<ChatMessage>, RowError> {
@@ -132,6 +167,11 @@ fn parse_json(text: &str) -> Result<Vec<ChatMessage>, RowError> {
         };
         if !item.is_object() {
             return Err(invalid(format!("message {i} is not an object")));
+        }
+        match item.get("tool_calls") {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::Array(calls)) if calls.is_empty() => {}
+            Some(_) => return Err(tool_calls_unsupported(i)),
         }
         out.push(ChatMessage {
             role: field("role")?,
@@ -167,6 +207,12 @@ mod tests {
             Some("[]"),
             Some(r#"["hi"]"#),
             Some(r#"[{"role":"user","content":3}]"#),
+            Some(
+                r#"[{"role":"user","content":"hi"},{"role":"assistant","content":"","tool_calls":[{"type":"function"}]}]"#,
+            ),
+            Some(
+                r#"[{"role":"assistant","content":"a","tool_calls":[],"reasoning_content":"r"},{"role":"user","content":"b","tool_calls":null}]"#,
+            ),
         ]);
         let col = MessagesColumn::new(&arr).expect("json column");
         let ok = col.get(0).expect("non-null").expect("valid");
@@ -184,16 +230,22 @@ mod tests {
             (3, "not a list"),
             (4, "message 0 has no role"),
             (5, "message 0 has no content"),
-            (6, "unknown role `tool`"),
+            (
+                6,
+                "message 0 is a `tool` message; tool messages and tool calls are not supported",
+            ),
             (7, "empty"),
             (8, "not an object"),
             (9, "content that is not a string"),
+            (10, "message 1 has tool calls"),
         ];
         for (row, needle) in expected {
             let (kind, msg) = kind_and_message(col.get(row));
             assert_eq!(kind, RowErrorKind::InvalidMessages);
             assert!(msg.contains(needle), "row {row}: {msg}");
         }
+        // Empty or null calls and other keys are no calls.
+        assert_eq!(col.get(11).expect("non-null").expect("valid").len(), 2);
     }
 
     #[test]
@@ -226,6 +278,66 @@ mod tests {
             assert_eq!(kind, RowErrorKind::InvalidMessages);
             assert!(msg.contains(needle), "row {row}: {msg}");
         }
+    }
+
+    #[test]
+    fn list_form_rejects_tool_calls() {
+        use arrow_array::builder::{ListBuilder, StringBuilder, StructBuilder};
+        use arrow_schema::{Field, Fields};
+        let call_list = DataType::List(std::sync::Arc::new(Field::new(
+            "item",
+            DataType::Utf8,
+            true,
+        )));
+        let fields = Fields::from(vec![
+            Field::new("role", DataType::Utf8, true),
+            Field::new("content", DataType::Utf8, true),
+            Field::new("tool_calls", call_list, true),
+        ]);
+        let structs = StructBuilder::new(
+            fields,
+            vec![
+                Box::new(StringBuilder::new()),
+                Box::new(StringBuilder::new()),
+                Box::new(ListBuilder::new(StringBuilder::new())),
+            ],
+        );
+        let mut list = ListBuilder::new(structs);
+        // Row 0: calls empty, then null. Row 1: one call.
+        for (row_end, role, call) in [
+            (false, "user", Some(None)),
+            (true, "assistant", None),
+            (true, "assistant", Some(Some("get_weather"))),
+        ] {
+            let s = list.values();
+            s.field_builder::<StringBuilder>(0)
+                .expect("role")
+                .append_value(role);
+            s.field_builder::<StringBuilder>(1)
+                .expect("content")
+                .append_value("x");
+            let calls = s
+                .field_builder::<ListBuilder<StringBuilder>>(2)
+                .expect("tool_calls");
+            match call {
+                None => calls.append(false),
+                Some(name) => {
+                    calls.values().extend(name.map(Some));
+                    calls.append(true);
+                }
+            }
+            s.append(true);
+            if row_end {
+                list.append(true);
+            }
+        }
+        let arr = list.finish();
+        assert!(is_messages_type(arr.data_type()));
+        let col = MessagesColumn::new(&arr).expect("list column");
+        assert_eq!(col.get(0).expect("non-null").expect("no calls").len(), 2);
+        let (kind, msg) = kind_and_message(col.get(1));
+        assert_eq!(kind, RowErrorKind::InvalidMessages);
+        assert!(msg.contains("message 0 has tool calls"), "{msg}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::error::IoError;
 use super::row::{Generation, RowError, RowErrorKind, RowResult};
 
 /// Names of the fixed columns, in order.
-pub const FIXED_COLUMNS: [&str; 16] = [
+pub const FIXED_COLUMNS: [&str; 17] = [
     "id",
     "input_file",
     "input_row",
@@ -25,6 +25,7 @@ pub const FIXED_COLUMNS: [&str; 16] = [
     "error_kind",
     "error_message",
     "output_text",
+    "reasoning_text",
     "finish_reason",
     "prompt_tokens",
     "cached_tokens",
@@ -52,6 +53,8 @@ fn fixed_fields() -> Vec<Field> {
         ("error_kind", Utf8, true),
         ("error_message", Utf8, true),
         ("output_text", Utf8, true),
+        // Null except for ok rows in a think reasoning mode.
+        ("reasoning_text", Utf8, true),
         ("finish_reason", Utf8, true),
         ("prompt_tokens", UInt32, false),
         // Prompt tokens whose KV came from a shared prefix, not computed.
@@ -121,6 +124,10 @@ pub fn build_batch(
         )),
         Arc::new(StringArray::from_iter(
             rows.iter().map(|r| gen_of(r).map(|g| g.text.as_str())),
+        )),
+        Arc::new(StringArray::from_iter(
+            rows.iter()
+                .map(|r| gen_of(r).and_then(|g| g.reasoning_text.as_deref())),
         )),
         Arc::new(StringArray::from_iter(
             rows.iter()
@@ -264,6 +271,7 @@ mod tests {
         assert_eq!((kind.value(0), kind.value(1)), ("null_id", "empty_prompt"));
         for name in [
             "output_text",
+            "reasoning_text",
             "finish_reason",
             "completion_tokens",
             "latency_ms",
@@ -274,6 +282,33 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn reasoning_text_is_null_unless_a_think_row_has_it() {
+        let schema = output_schema(&[topic_field()]);
+        let mut think = ok_result("t", 0, "f.parquet", 0, "4", 1);
+        if let Ok(g) = &mut think.outcome {
+            g.reasoning_text = Some("2+2 is 4.\n".into());
+        }
+        let rows = vec![ok_result("n", 0, "f.parquet", 1, "hi", 2), think];
+        let batch = build_batch(&schema, &rows, "m", "h").expect("batch");
+        let names: Vec<&str> = schema.fields()[..FIXED_COLUMNS.len()]
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(names, FIXED_COLUMNS);
+        let reasoning = batch
+            .column_by_name("reasoning_text")
+            .expect("reasoning_text")
+            .as_string::<i32>();
+        assert!(reasoning.is_null(0));
+        assert_eq!(reasoning.value(1), "2+2 is 4.\n");
+        let output = batch
+            .column_by_name("output_text")
+            .expect("output_text")
+            .as_string::<i32>();
+        assert_eq!((output.value(0), output.value(1)), ("hi", "4"));
     }
 
     #[test]

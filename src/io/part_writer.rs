@@ -194,6 +194,7 @@ mod tests {
                     Prompt::Text(t) => format!("echo {t}"),
                     Prompt::Messages(m) => format!("echo {} messages", m.len()),
                 },
+                reasoning_text: None,
                 finish_reason: FinishReason::Length,
                 cached_tokens: 0,
                 completion_tokens: 2,

@@ -26,7 +26,7 @@ use super::arrow_values::{NumberColumn, TextColumn};
 use super::error::IoError;
 use super::input_plan::{InputFile, InputPlan, Roles, check_roles};
 use super::messages::MessagesColumn;
-use super::overrides::OverrideColumnsRef;
+use super::overrides::{OverrideColumnsRef, OverrideValues};
 use super::row::{InputRow, Prompt, RowError, RowErrorKind, RowKey, RowOverrides};
 use super::row_set::RowSet;
 
@@ -252,7 +252,8 @@ impl InputStream {
         };
         let mut override_columns = Vec::with_capacity(roles.overrides.len());
         for (which, c) in &roles.overrides {
-            let values = NumberColumn::new(column(c)?.as_ref()).ok_or_else(|| bad_type(c))?;
+            let values =
+                OverrideValues::new(*which, column(c)?.as_ref()).ok_or_else(|| bad_type(c))?;
             override_columns.push((*which, c.as_str(), values));
         }
         let overrides = OverrideColumnsRef {

@@ -5,6 +5,8 @@
 
 use arrow_array::ArrayRef;
 
+use crate::text::ReasoningMode;
+
 /// Identity of one input row: the user's id plus where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RowKey {
@@ -40,6 +42,7 @@ pub struct RowOverrides {
     pub top_p: Option<f32>,
     pub top_k: Option<u32>,
     pub seed: Option<u64>,
+    pub reasoning: Option<ReasoningMode>,
 }
 
 /// Why a row could not be answered. Serialized in `error_kind` as the
@@ -146,7 +149,11 @@ pub struct RowResult {
 /// A successful generation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Generation {
+    /// The answer: everything generated in non-think mode; after the first
+    /// `</think>` in the think modes (see [`ReasoningMode::split`]).
     pub text: String,
+    /// The reasoning before the first `</think>`; `None` in non-think mode.
+    pub reasoning_text: Option<String>,
     pub finish_reason: FinishReason,
     /// Prompt tokens taken from shared KV blocks instead of computed.
     pub cached_tokens: u32,

@@ -105,6 +105,7 @@ pub(crate) fn ok_result(
         key: key(id, file_index, file, row),
         outcome: Ok(Generation {
             text: text.into(),
+            reasoning_text: None,
             finish_reason: FinishReason::Eos,
             cached_tokens: 4,
             completion_tokens: 3,

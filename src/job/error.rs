@@ -46,13 +46,22 @@ pub enum SpecError {
     /// at the first problem; value rules report every violation.
     #[error("{}", render(.0))]
     Invalid(Vec<Diagnostic>),
+    /// A valid spec asks for something the model cannot do. Found only once
+    /// the model is loaded, so it names the field but no position.
+    #[error("{field}: {message} (model `{model}`)")]
+    ModelMismatch {
+        field: &'static str,
+        model: String,
+        message: String,
+    },
 }
 
 impl SpecError {
-    /// The located problems; empty for [`SpecError::Read`].
+    /// The located problems; empty for [`SpecError::Read`] and
+    /// [`SpecError::ModelMismatch`].
     pub fn diagnostics(&self) -> &[Diagnostic] {
         match self {
-            SpecError::Read { .. } => &[],
+            SpecError::Read { .. } | SpecError::ModelMismatch { .. } => &[],
             SpecError::Invalid(d) => d,
         }
     }

@@ -43,6 +43,7 @@ pub(crate) fn expected(path: &str) -> Option<&'static str> {
         | "inputs.overrides.top_p"
         | "inputs.overrides.top_k"
         | "inputs.overrides.seed"
+        | "inputs.overrides.reasoning"
         | "inputs.pass_through[]" => COLUMN,
         "inputs.pass_through" => COLUMNS,
         "inputs.prompt_format" => "one of chat, raw",
@@ -59,6 +60,7 @@ pub(crate) fn expected(path: &str) -> Option<&'static str> {
         "generation.stop" => "a list of strings",
         "generation.stop[]" | "generation.system_prompt" | "output.path" => STRING,
         "engine.kv_cache_bytes" => "a byte size: an integer or a string like `4GiB`",
+        "generation.reasoning" => "one of non_think, think_high, think_max",
         "output.compression" => "one of zstd, snappy, none",
         "output.overwrite" => "true or false",
         _ => return None,

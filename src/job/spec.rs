@@ -8,6 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::text::ReasoningMode;
+
 /// A whole job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +91,10 @@ pub struct OverrideColumns {
     pub top_k: Option<String>,
     #[serde(default)]
     pub seed: Option<String>,
+    /// A string column of reasoning modes (`non_think`, `think_high`,
+    /// `think_max`).
+    #[serde(default)]
+    pub reasoning: Option<String>,
 }
 
 /// Generation defaults, overridable per row.
@@ -117,6 +123,11 @@ pub struct GenerationSpec {
     /// System prompt for chat rows without one; the model's default when absent.
     #[serde(default)]
     pub system_prompt: Option<String>,
+    /// How much a thinking model reasons before answering. A think mode
+    /// needs a model whose chat template has a reasoning block (checked
+    /// when the model is loaded, since the spec alone cannot tell).
+    #[serde(default)]
+    pub reasoning: ReasoningMode,
 }
 
 fn default_max_new_tokens() -> u32 {
@@ -136,6 +147,7 @@ impl Default for GenerationSpec {
             seed: 0,
             stop: Vec::new(),
             system_prompt: None,
+            reasoning: ReasoningMode::NonThink,
         }
     }
 }

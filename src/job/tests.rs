@@ -258,6 +258,12 @@ fn wrong_types_say_what_was_expected() {
         "expected one of zstd, snappy, none, got `lz4`",
     );
     assert_error(
+        &with("generation:\n  reasoning: thinking\n"),
+        "generation.reasoning",
+        7,
+        "expected one of non_think, think_high, think_max, got `thinking`",
+    );
+    assert_error(
         &with("generation:\n  stop: [a, [b]]\n"),
         "generation.stop[1]",
         7,
@@ -530,7 +536,7 @@ fn the_hash_ignores_layout_comments_key_order_and_explicit_defaults() {
         // Reordered keys, flow style, comments.
         "output: {path: out/x}   # where\ninputs:\n  prompt_column: prompt\n  paths:\n    - data.parquet\n",
         // Explicit defaults.
-        "inputs:\n  paths: [data.parquet]\n  id_column: id\n  prompt_column: prompt\n  prompt_format: chat\n  pass_through: []\nmodel: models/smollm2-135m-instruct-q4_1.gguf\ngeneration:\n  max_new_tokens: 128\n  temperature: 0.0\n  top_p: 1\n  top_k: 0\n  seed: 0\n  stop: []\noutput:\n  path: out/x\n",
+        "inputs:\n  paths: [data.parquet]\n  id_column: id\n  prompt_column: prompt\n  prompt_format: chat\n  pass_through: []\nmodel: models/smollm2-135m-instruct-q4_1.gguf\ngeneration:\n  reasoning: non_think\n  max_new_tokens: 128\n  temperature: 0.0\n  top_p: 1\n  top_k: 0\n  seed: 0\n  stop: []\noutput:\n  path: out/x\n",
         // Engine and output settings are not part of the identity.
         "inputs:\n  paths: [data.parquet]\n  prompt_column: prompt\nengine:\n  threads: 3\n  max_concurrent_rows: 2\n  kv_cache_bytes: 64MiB\noutput:\n  path: elsewhere\n  rows_per_part: 5\n  compression: none\n  overwrite: true\n",
         // A model pin guards, it does not change results.
@@ -544,6 +550,8 @@ fn the_hash_ignores_layout_comments_key_order_and_explicit_defaults() {
         with("generation:\n  seed: 8\n"),
         with("generation:\n  stop: [\"\\n\"]\n"),
         with("generation:\n  system_prompt: Be brief.\n"),
+        with("generation:\n  reasoning: think_high\n"),
+        with("generation:\n  reasoning: think_max\n"),
         with("model: models/other.gguf\n"),
         MINIMAL.replace("data.parquet", "other.parquet"),
         MINIMAL.replace("prompt_column: prompt", "prompt_column: text"),
@@ -563,10 +571,11 @@ fn the_canonical_json_has_sorted_keys() {
     let json = parse(MINIMAL).unwrap().canonical_json();
     assert_eq!(
         json,
-        "{\"generation\":{\"max_new_tokens\":128,\"seed\":0,\"stop\":[],\"system_prompt\":null,\
-         \"temperature\":0.0,\"top_k\":0,\"top_p\":1.0},\"inputs\":{\"id_column\":\"id\",\
-         \"messages_column\":null,\"overrides\":{\"max_new_tokens\":null,\"seed\":null,\
-         \"temperature\":null,\"top_k\":null,\"top_p\":null},\"pass_through\":[],\
+        "{\"generation\":{\"max_new_tokens\":128,\"reasoning\":\"non_think\",\"seed\":0,\
+         \"stop\":[],\"system_prompt\":null,\"temperature\":0.0,\"top_k\":0,\"top_p\":1.0},\
+         \"inputs\":{\"id_column\":\"id\",\"messages_column\":null,\"overrides\":{\
+         \"max_new_tokens\":null,\"reasoning\":null,\"seed\":null,\"temperature\":null,\
+         \"top_k\":null,\"top_p\":null},\"pass_through\":[],\
          \"paths\":[\"data.parquet\"],\"prompt_column\":\"prompt\",\"prompt_format\":\"chat\"},\
          \"model\":\"models/smollm2-135m-instruct-q4_1.gguf\"}"
     );

@@ -121,6 +121,7 @@ impl JobSpec {
             ("top_p", &o.top_p),
             ("top_k", &o.top_k),
             ("seed", &o.seed),
+            ("reasoning", &o.reasoning),
         ] {
             if let Some(column) = column {
                 c.non_empty(format!("inputs.overrides.{key}"), column);

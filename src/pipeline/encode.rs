@@ -1,5 +1,12 @@
 //! The tokenizer stage: an input row becomes an engine request (chat
-//! template applied, tokenized, sampling settings resolved) or its error row.
+//! template applied, tokenized, sampling settings and reasoning mode
+//! resolved) or its error row.
+//!
+//! A think reasoning mode on a model without a thinking chat template can
+//! only come from a row override here (the job-level setting is refused
+//! when the model is loaded), so it is an `invalid_override` row, raw
+//! prompts included: they would otherwise get their output split at a
+//! `</think>` the model never learned.
 
 use crate::engine::runner::Request;
 use crate::engine::sampler::SamplingParams;
@@ -39,6 +46,7 @@ impl<'a> Encoder<'a> {
             top_k: o.top_k.unwrap_or(g.top_k),
             seed: o.seed.unwrap_or(g.seed),
         };
+        let reasoning = o.reasoning.unwrap_or(g.reasoning);
         // Rows that fail here never reach the tokenizer: 0 prompt tokens.
         let fail = |row: InputRow, err: RowError| {
             Box::new(RowResult {
@@ -52,6 +60,20 @@ impl<'a> Encoder<'a> {
         let text = match &row.prompt {
             Err(e) => {
                 let e = e.clone();
+                return Err(fail(row, e));
+            }
+            Ok(_)
+                if reasoning.thinks()
+                    && !self.chat.is_some_and(ChatTemplate::supports_reasoning) =>
+            {
+                let e = RowError::new(
+                    RowErrorKind::InvalidOverride,
+                    format!(
+                        "overrides.reasoning: `{}` needs a thinking model (DeepSeek-V4); this model's chat template is {}",
+                        reasoning.as_str(),
+                        self.chat.map_or("absent", ChatTemplate::family)
+                    ),
+                );
                 return Err(fail(row, e));
             }
             Ok(Prompt::Text(t)) if self.format == PromptFormat::Raw => t.clone(),
@@ -74,13 +96,20 @@ impl<'a> Encoder<'a> {
                         &single
                     }
                 };
-                chat.render(messages, g.system_prompt.as_deref())
+                match chat.render(messages, g.system_prompt.as_deref(), reasoning) {
+                    Ok(text) => text,
+                    Err(e) => {
+                        let e = RowError::new(RowErrorKind::InvalidMessages, e.to_string());
+                        return Err(fail(row, e));
+                    }
+                }
             }
         };
         match self.tokenizer.encode(&text) {
             Ok(ids) => Ok(Request {
                 max_new_tokens: o.max_new_tokens.unwrap_or(g.max_new_tokens) as usize,
                 sampling,
+                reasoning,
                 prompt: ids,
                 key: row.key,
                 pass_through: row.pass_through,

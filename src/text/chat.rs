@@ -5,9 +5,16 @@
 //! engine we recognise the template family (ChatML for the supported models)
 //! and read its literal default system prompt out of the template text. An
 //! unrecognised template is an error at load, never a silent guess.
+//! DeepSeek-V4 ships no template at all: its loader picks
+//! [`ChatTemplate::deepseek_v4`] by architecture (see `dsv4_chat.rs`).
+//!
+//! Invariant: only a template with a reasoning block renders a think
+//! [`ReasoningMode`]; any other asks for one is a [`ChatError`].
 
 use crate::io::row::ChatMessage;
 
+use super::dsv4_chat;
+use super::reasoning::ReasoningMode;
 use super::tokenizer::TokenizerError;
 
 const IM_START: &str = "<|im_start|>";
@@ -20,6 +27,46 @@ pub enum ChatTemplate {
     /// `<|im_start|>assistant\n`; a default system message is inserted when
     /// the chat does not start with one.
     ChatMl { default_system: Option<String> },
+    /// DeepSeek-V4's own encoding, with its reasoning modes; no default
+    /// system prompt.
+    DeepseekV4,
+}
+
+/// Why a chat cannot be rendered by a template. Row-level: the row fails,
+/// the job goes on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChatError {
+    #[error(
+        "message {index} has role `{role}`, which the {family} chat template cannot render (supported: system, user, assistant; tool messages and tool calls are not)"
+    )]
+    UnsupportedRole {
+        index: usize,
+        role: String,
+        family: &'static str,
+    },
+    #[error("{}", no_final_user(.last.as_deref(), .family))]
+    NoFinalUser {
+        /// Role of the last message; `None` for an empty chat.
+        last: Option<String>,
+        family: &'static str,
+    },
+    #[error(
+        "reasoning mode `{}` needs a thinking chat template (DeepSeek-V4); this model's is {family}",
+        .mode.as_str()
+    )]
+    ReasoningUnsupported {
+        mode: ReasoningMode,
+        family: &'static str,
+    },
+}
+
+fn no_final_user(last: Option<&str>, family: &str) -> String {
+    match last {
+        Some(role) => format!(
+            "the {family} chat template needs the chat to end with a user message; it ends with `{role}`"
+        ),
+        None => format!("the {family} chat template needs at least one user message"),
+    }
 }
 
 impl ChatTemplate {
@@ -35,24 +82,52 @@ impl ChatTemplate {
         ))
     }
 
-    /// Short name for `inspect`.
+    /// The template of DeepSeek-V4 checkpoints (architecture `deepseek_v4`),
+    /// which carry no Jinja template to detect.
+    pub fn deepseek_v4() -> ChatTemplate {
+        ChatTemplate::DeepseekV4
+    }
+
+    /// Short name for `inspect` and messages.
     pub fn family(&self) -> &'static str {
         match self {
             ChatTemplate::ChatMl { .. } => "chatml",
+            ChatTemplate::DeepseekV4 => dsv4_chat::FAMILY,
         }
     }
 
     pub fn default_system(&self) -> Option<&str> {
         match self {
             ChatTemplate::ChatMl { default_system } => default_system.as_deref(),
+            ChatTemplate::DeepseekV4 => None,
         }
     }
 
-    /// Renders a chat, ending with the assistant turn's opening.
+    /// True when the template renders the think [`ReasoningMode`]s.
+    pub fn supports_reasoning(&self) -> bool {
+        matches!(self, ChatTemplate::DeepseekV4)
+    }
+
+    /// Renders a chat, ending with the assistant turn's opening (for a
+    /// thinking template, the opening `mode` asks for).
     /// `system` (the job's system prompt) replaces the model default; a chat
     /// that starts with its own system message keeps it.
-    pub fn render(&self, messages: &[ChatMessage], system: Option<&str>) -> String {
-        let ChatTemplate::ChatMl { default_system } = self;
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        system: Option<&str>,
+        mode: ReasoningMode,
+    ) -> Result<String, ChatError> {
+        let default_system = match self {
+            ChatTemplate::DeepseekV4 => return dsv4_chat::render(messages, system, mode),
+            ChatTemplate::ChatMl { .. } if mode.thinks() => {
+                return Err(ChatError::ReasoningUnsupported {
+                    mode,
+                    family: self.family(),
+                });
+            }
+            ChatTemplate::ChatMl { default_system } => default_system,
+        };
         let mut out = String::new();
         let has_system = messages.first().is_some_and(|m| m.role == "system");
         if !has_system && let Some(sys) = system.or(default_system.as_deref()) {
@@ -63,7 +138,7 @@ impl ChatTemplate {
         }
         out.push_str(IM_START);
         out.push_str("assistant\n");
-        out
+        Ok(out)
     }
 }
 
@@ -135,12 +210,14 @@ mod tests {
     fn renders_chatml_with_default_job_and_own_system() {
         let t = ChatTemplate::detect(SMOLLM2).unwrap();
         let chat = [msg("user", "Hi")];
+        let render =
+            |chat: &[ChatMessage], system| t.render(chat, system, ReasoningMode::NonThink).unwrap();
         assert_eq!(
-            t.render(&chat, None),
+            render(&chat, None),
             "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         );
         assert_eq!(
-            t.render(&chat, Some("Be brief.")),
+            render(&chat, Some("Be brief.")),
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         );
         let own = [
@@ -150,8 +227,37 @@ mod tests {
             msg("user", "V"),
         ];
         assert_eq!(
-            t.render(&own, Some("ignored")),
+            render(&own, Some("ignored")),
             "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\nA<|im_end|>\n<|im_start|>user\nV<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+
+    #[test]
+    fn chatml_refuses_think_modes() {
+        let t = ChatTemplate::detect(SMOLLM2).unwrap();
+        assert!(!t.supports_reasoning());
+        for mode in [ReasoningMode::ThinkHigh, ReasoningMode::ThinkMax] {
+            let e = t.render(&[msg("user", "Hi")], None, mode).unwrap_err();
+            assert_eq!(
+                e,
+                ChatError::ReasoningUnsupported {
+                    mode,
+                    family: "chatml"
+                }
+            );
+            assert!(e.to_string().contains(mode.as_str()), "{e}");
+        }
+    }
+
+    #[test]
+    fn deepseek_v4_hook() {
+        let t = ChatTemplate::deepseek_v4();
+        assert!(t.supports_reasoning());
+        assert_eq!((t.family(), t.default_system()), ("deepseek_v4", None));
+        assert_eq!(
+            t.render(&[msg("user", "Hi")], Some("SYS"), ReasoningMode::ThinkHigh)
+                .unwrap(),
+            "<｜begin▁of▁sentence｜>SYS<｜User｜>Hi<｜Assistant｜><think>"
         );
     }
 

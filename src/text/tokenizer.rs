@@ -25,6 +25,8 @@ pub enum TokenizerError {
 #[derive(Clone)]
 pub struct TextTokenizer {
     inner: Tokenizer,
+    /// Highest id the tokenizer knows (model vocabulary or added token) + 1.
+    vocab_size: usize,
     /// Ids that end generation (EOS and, for chat models, end-of-turn).
     pub eos_ids: Vec<u32>,
     /// BOS id prepended to every prompt when `add_bos` is set.
@@ -45,8 +47,14 @@ impl std::fmt::Debug for TextTokenizer {
 
 impl TextTokenizer {
     pub fn new(inner: Tokenizer, eos_ids: Vec<u32>, bos_id: Option<u32>, add_bos: bool) -> Self {
+        let vocab_size = inner
+            .get_vocab(true)
+            .values()
+            .max()
+            .map_or(0, |&id| id as usize + 1);
         TextTokenizer {
             inner,
+            vocab_size,
             eos_ids,
             bos_id,
             add_bos,
@@ -87,8 +95,14 @@ impl TextTokenizer {
         self.inner.token_to_id(token)
     }
 
+    /// The number of ids the tokenizer can produce: highest id + 1, over the
+    /// model vocabulary and the added tokens (DeepSeek-V4: 128,000 BPE
+    /// entries plus added tokens up to id 129,279, so 129,280). A model's
+    /// embedding and head need at least this many rows. Counting tokens
+    /// instead would be wrong when added tokens repeat vocabulary ids or
+    /// leave gaps.
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        self.vocab_size
     }
 
     pub fn is_eos(&self, id: u32) -> bool {
