@@ -374,12 +374,8 @@ fn load_dsv4(path: &str) -> Result<LoadedModel, ModelError> {
         ));
     }
     let inner = TextTokenizer::load_json(&tok_path).map_err(tok_err)?;
-    // Ids, not entries: some added tokens re-declare ids of the base vocab.
-    let ids = inner
-        .get_vocab(true)
-        .values()
-        .max()
-        .map_or(0, |m| *m as usize + 1);
+    let tokenizer = TextTokenizer::new(inner, vec![c.eos_id], Some(c.bos_id), false);
+    let ids = tokenizer.vocab_size();
     if ids != c.vocab_size {
         return Err(ModelError::Metadata {
             path: tok_path.display().to_string(),
@@ -390,14 +386,14 @@ fn load_dsv4(path: &str) -> Result<LoadedModel, ModelError> {
             ),
         });
     }
-    let tokenizer = TextTokenizer::new(inner, vec![c.eos_id], Some(c.bos_id), false);
     Ok(LoadedModel {
         path: path.to_string(),
         name: file_stem(path),
         format: CheckpointFormat::Safetensors,
         weights: ModelWeights::DeepseekV4(Box::new(weights)),
         tokenizer,
-        chat: None,
+        // BOS is part of the rendered chat text, so the tokenizer adds none.
+        chat: Some(ChatTemplate::deepseek_v4()),
     })
 }
 

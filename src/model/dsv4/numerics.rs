@@ -79,7 +79,8 @@ pub fn fp8_round_trip(x: &mut [f32], block: usize) {
 pub fn fp4_round_trip(x: &mut [f32], block: usize) {
     for chunk in x.chunks_mut(block) {
         let s = pow2_scale(amax(chunk).max(FP4_AMAX_FLOOR), E2M1_MAX);
-        for v in chunk {
+        // E2M1 has no NaN code; keeping a NaN beats zeroing it silently.
+        for v in chunk.iter_mut().filter(|v| !v.is_nan()) {
             *v = e2m1_to_f32(f32_to_e2m1(*v / s)) * s;
         }
     }

@@ -91,7 +91,7 @@ fn check_midpoints(max_code: u8, sign_bit: u8, decode: fn(u8) -> f32, encode: fn
         let (lo, hi) = (decode(c), decode(c + 1));
         let mid = ((f64::from(lo) + f64::from(hi)) / 2.0) as f32;
         assert_eq!(f64::from(mid), (f64::from(lo) + f64::from(hi)) / 2.0);
-        let even = if c % 2 == 0 { c } else { c + 1 };
+        let even = if c.is_multiple_of(2) { c } else { c + 1 };
         for (x, want) in [(mid, even), (mid.next_down(), c), (mid.next_up(), c + 1)] {
             assert_eq!(encode(x), want, "{x:e} between codes {c} and {}", c + 1);
             assert_eq!(encode(-x), want | sign_bit, "{:e}", -x);

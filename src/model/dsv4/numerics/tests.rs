@@ -16,22 +16,26 @@ fn search_scale(m: f32, max: f32) -> f64 {
     2f64.powi(k)
 }
 
-/// The code value nearest to `v` among `values` (indexed by code, NaN codes
-/// skipped), ties to the even code; saturates like a clamp.
+/// The code value nearest to `v` among `values` (indexed by code, the
+/// second half negative, NaN codes skipped), ties to the even code,
+/// saturating like a clamp; a cast keeps the sign, so −tiny gives −0.
 fn nearest_code_value(v: f64, values: &[f32]) -> f64 {
+    let positive = &values[..values.len() / 2];
     let mut best: Option<(f64, usize)> = None;
-    for (code, &c) in values.iter().enumerate().filter(|(_, c)| !c.is_nan()) {
-        let d = (f64::from(c) - v).abs();
+    for (code, &c) in positive.iter().enumerate().filter(|(_, c)| !c.is_nan()) {
+        let d = (f64::from(c) - v.abs()).abs();
         let better = match best {
             None => true,
-            Some((bd, bc)) => d < bd || (d == bd && code % 2 == 0 && bc % 2 == 1),
+            Some((bd, bc)) => {
+                d < bd || (d == bd && code.is_multiple_of(2) && !bc.is_multiple_of(2))
+            }
         };
         if better {
             best = Some((d, code));
         }
     }
     let (_, code) = best.expect("some code");
-    f64::from(values[code])
+    f64::from(values[code]).copysign(v)
 }
 
 /// Block round trip by the definition, in f64.
