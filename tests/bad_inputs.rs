@@ -116,6 +116,19 @@ fn bad_specs_inputs_and_models_exit_2_naming_the_culprit() {
         &["engine.max_batch_tokens"],
     );
 
+    // Spec against model: SmolLM2's ChatML template has no reasoning block.
+    let s = spec(
+        d,
+        &model,
+        &input,
+        &out,
+        "generation:\n  reasoning: think_high\n",
+    );
+    assert_refused(
+        &specbatch(&["validate", s.to_str().unwrap()]),
+        &["generation.reasoning", "think_high", "chatml"],
+    );
+
     // Inputs: missing file, not Parquet, truncated, missing column.
     let missing = d.join("nope.parquet");
     let s = spec(d, &model, missing.to_str().unwrap(), &out, "");

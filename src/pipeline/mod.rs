@@ -33,7 +33,6 @@ use crate::io::{
     InputPlan, IoError, OutputConfig, OutputState, ShardDone, WriterConfig, validate_inputs,
     write_done,
 };
-use crate::job::SpecError;
 use crate::job::spec::JobSpec;
 use crate::model::dsv4::forward::Dsv4Model;
 use crate::model::dsv4::precision::Precision;
@@ -41,9 +40,8 @@ use crate::model::error::ModelError;
 use crate::model::load::{LoadedModel, ModelWeights, load_model, model_sha256};
 use crate::plan::{PlanError, PlanIdentity, ShardPlan, load_or_create, resolve_shard};
 use crate::progress::{JobCounters, Progress};
-use crate::text::ChatTemplate;
 
-use encode::Encoder;
+use encode::{Encoder, check_job_reasoning};
 pub use planning::{FinalizeOutcome, finalize_job, finalize_output, plan_job};
 pub use summary::RunSummary;
 
@@ -136,36 +134,13 @@ fn check(spec_path: &str, output: Option<&str>) -> Result<Checked, JobError> {
         .into());
     }
     let model = load_model(&spec.model)?;
-    check_reasoning(&spec, &model)?;
+    check_job_reasoning(&spec, model.chat.as_ref())?;
     Ok(Checked {
         spec,
         spec_hash,
         inputs,
         model,
         model_hash,
-    })
-}
-
-/// A think reasoning mode needs a model whose chat template has a reasoning
-/// block; on any other model it is a spec error, not a silent non-think run.
-fn check_reasoning(spec: &JobSpec, model: &LoadedModel) -> Result<(), SpecError> {
-    let mode = spec.generation.reasoning;
-    if !mode.thinks()
-        || model
-            .chat
-            .as_ref()
-            .is_some_and(ChatTemplate::supports_reasoning)
-    {
-        return Ok(());
-    }
-    Err(SpecError::ModelMismatch {
-        field: "generation.reasoning",
-        model: spec.model.clone(),
-        message: format!(
-            "`{}` needs a thinking model (DeepSeek-V4); this model's chat template is {} (use `non_think`)",
-            mode.as_str(),
-            model.chat.as_ref().map_or("absent", ChatTemplate::family)
-        ),
     })
 }
 
