@@ -52,8 +52,7 @@ pub fn cpu_executor(
         }
         ModelWeights::DeepseekV4(w) => {
             let fp = KvFootprint::new(&w.config);
-            let growth: f64 = fp.per_token_by_kind().iter().map(|(_, b)| b).sum();
-            let bytes = rows * (fp.fixed + per_row * (growth.ceil() as usize).max(1));
+            let bytes = fp.budget(rows, per_row);
             let model = Dsv4Model::new(*w, Precision::Official);
             Box::new(CpuDsv4Executor::new(model, bytes as u64, block_size, rows))
         }

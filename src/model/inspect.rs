@@ -5,7 +5,6 @@ use std::fmt::Write;
 
 use crate::model::dense::DenseWeights;
 use crate::model::dsv4::config::LayerKind;
-use crate::model::dsv4::matrix::WeightFormat;
 use crate::model::dsv4::state::KvFootprint;
 use crate::model::dsv4::weights::Dsv4Weights;
 use crate::model::load::{LoadedModel, ModelWeights};
@@ -147,9 +146,7 @@ fn describe_dsv4(s: &mut String, w: &Dsv4Weights) {
     );
     let mut formats: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for m in w.matrices() {
-        let e = formats
-            .entry(format_name(&m.format).to_string())
-            .or_default();
+        let e = formats.entry(m.format.name().to_string()).or_default();
         e.0 += 1;
         e.1 += m.bytes_resident();
     }
@@ -159,14 +156,5 @@ fn describe_dsv4(s: &mut String, w: &Dsv4Weights) {
             "  {name:<6} {count:>5} matrices  {:>9.1} MB",
             *bytes as f64 / 1e6
         );
-    }
-}
-
-fn format_name(f: &WeightFormat) -> &'static str {
-    match f {
-        WeightFormat::Fp8 { .. } => "FP8",
-        WeightFormat::Fp4 { .. } => "FP4",
-        WeightFormat::Bf16 => "BF16",
-        WeightFormat::F32 => "F32",
     }
 }

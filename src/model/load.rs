@@ -364,15 +364,7 @@ fn load_dsv4(path: &str) -> Result<LoadedModel, ModelError> {
         path: path.to_string(),
         source,
     };
-    let tok_path = dir.join("tokenizer.json");
-    if !tok_path.is_file() {
-        return Err(ModelError::Safetensors(
-            crate::model::safetensors_dir::SafetensorsError::MissingFile {
-                dir: dir.to_path_buf(),
-                file: "tokenizer.json",
-            },
-        ));
-    }
+    let tok_path = SafetensorsDir::tokenizer_file(dir)?;
     let inner = TextTokenizer::load_json(&tok_path).map_err(tok_err)?;
     let tokenizer = TextTokenizer::new(inner, vec![c.eos_id], Some(c.bos_id), false);
     let ids = tokenizer.vocab_size();

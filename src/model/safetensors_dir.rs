@@ -86,13 +86,20 @@ fn read_json(path: &Path) -> Result<serde_json::Value, SafetensorsError> {
 impl SafetensorsDir {
     /// Opens a model directory that must also hold `tokenizer.json`.
     pub fn open(dir: &Path) -> Result<SafetensorsDir, SafetensorsError> {
-        if !dir.join("tokenizer.json").is_file() {
+        SafetensorsDir::tokenizer_file(dir)?;
+        SafetensorsDir::open_checkpoint(dir)
+    }
+
+    /// `dir/tokenizer.json`, which must exist.
+    pub fn tokenizer_file(dir: &Path) -> Result<PathBuf, SafetensorsError> {
+        let path = dir.join("tokenizer.json");
+        if !path.is_file() {
             return Err(SafetensorsError::MissingFile {
                 dir: dir.to_path_buf(),
                 file: "tokenizer.json",
             });
         }
-        SafetensorsDir::open_checkpoint(dir)
+        Ok(path)
     }
 
     /// Opens the weights and `config.json` only (the tokenizer is checked by

@@ -31,10 +31,8 @@ impl CpuDsv4Executor {
     ) -> CpuDsv4Executor {
         let c = model.config();
         let fp = KvFootprint::new(c);
-        // Whole bytes per token, rounded up, so blocks never undercount.
-        let growth: f64 = fp.per_token_by_kind().iter().map(|(_, b)| b).sum();
-        let per_token = (growth.ceil() as usize).max(1);
-        let fixed = (fp.fixed * max_running) as u64;
+        let per_token = fp.bytes_per_token_bound();
+        let fixed = fp.budget(max_running, 0) as u64;
         let blocks =
             (kv_cache_bytes.saturating_sub(fixed) / (per_token * block_size) as u64) as usize;
         let shape = ModelShape {

@@ -45,34 +45,68 @@ pub(super) fn norm_rows(x: &mut [f32], w: &[f32], eps: f32) {
         .for_each(|r| rms_norm(r, Some(w), eps));
 }
 
-/// Feeds one layer's compressor the span's projected rows in order and
-/// returns the finished entries (normed, rotated to their window's first
-/// position, then `finish`ed: KV FP8 or indexer Hadamard+FP4).
+/// Where a compressor keeps its open window and its finished rows.
+type Select = fn(&mut LayerState) -> (&mut CompressorState, &mut Vec<f32>);
+
+fn main_compressor(l: &mut LayerState) -> (&mut CompressorState, &mut Vec<f32>) {
+    let LayerState {
+        compressor,
+        compressed,
+        ..
+    } = l;
+    let state = compressor
+        .as_mut()
+        .expect("compressed layers have a compressor state");
+    (state, compressed)
+}
+
+fn index_compressor(l: &mut LayerState) -> (&mut CompressorState, &mut Vec<f32>) {
+    let LayerState {
+        index_compressor,
+        index_keys,
+        ..
+    } = l;
+    let state = index_compressor
+        .as_mut()
+        .expect("CSA layers have an index compressor");
+    (state, index_keys)
+}
+
+/// Projects `x` through a compressor and feeds every span's rows, in order,
+/// to its sequence's open window (`select`ed from the layer state); the
+/// finished entries are normed, rotated to their window's first position,
+/// `finish`ed (KV FP8, or indexer Hadamard+FP4) and appended.
 #[allow(clippy::too_many_arguments)]
-fn compress_span(
+fn compress(
     cw: &CompressorWeights,
-    state: &mut CompressorState,
-    kv: &[f32],
-    score: &[f32],
-    span: Span,
+    p: Precision,
+    x: &[f32],
+    spans: &[Span],
+    states: &mut [&mut LayerState],
     rope: &Rope,
     eps: f32,
+    select: Select,
     finish: impl Fn(&mut [f32]),
-    out: &mut Vec<f32>,
 ) {
+    let n = x.len() / cw.wkv.cols;
+    let kv = p.linear(&cw.wkv, x, n, Gemm::F32);
+    let score = p.linear(&cw.wgate, x, n, Gemm::F32);
     let width = cw.wkv.rows;
-    for t in 0..span.len {
-        let r = span.row + t;
-        let pos = span.pos0 + t;
-        let rows = (
-            &kv[r * width..(r + 1) * width],
-            &score[r * width..(r + 1) * width],
-        );
-        if let Some(mut e) = state.push(cw, pos, rows.0, rows.1) {
-            rms_norm(&mut e, Some(&cw.norm), eps);
-            rope.apply(&mut e, pos + 1 - cw.ratio, false);
-            finish(&mut e);
-            out.extend_from_slice(&e);
+    for (span, st) in spans.iter().zip(states.iter_mut()) {
+        let (state, out) = select(st);
+        for t in 0..span.len {
+            let r = span.row + t;
+            let pos = span.pos0 + t;
+            let rows = (
+                &kv[r * width..(r + 1) * width],
+                &score[r * width..(r + 1) * width],
+            );
+            if let Some(mut e) = state.push(cw, pos, rows.0, rows.1) {
+                rms_norm(&mut e, Some(&cw.norm), eps);
+                rope.apply(&mut e, pos + 1 - cw.ratio, false);
+                finish(&mut e);
+                out.extend_from_slice(&e);
+            }
         }
     }
 }
@@ -166,23 +200,11 @@ pub fn attention(
     }
 
     if let Some(cw) = &w.compressor {
-        let ckv = p.linear(&cw.wkv, x, n, Gemm::F32);
-        let csc = p.linear(&cw.wgate, x, n, Gemm::F32);
-        for (span, st) in spans.iter().zip(states.iter_mut()) {
-            let LayerState {
-                compressor,
-                compressed,
-                ..
-            } = &mut **st;
-            let comp = compressor
-                .as_mut()
-                .expect("compressed layers have a compressor state");
-            let finish = |e: &mut [f32]| {
-                p.bf16(e);
-                p.kv(e, c.nope_dim());
-            };
-            compress_span(cw, comp, &ckv, &csc, *span, rope, eps, finish, compressed);
-        }
+        let finish = |e: &mut [f32]| {
+            p.bf16(e);
+            p.kv(e, c.nope_dim());
+        };
+        compress(cw, p, x, spans, states, rope, eps, main_compressor, finish);
     }
 
     // Indexer queries and head weights (CSA layers).
@@ -198,33 +220,21 @@ pub fn attention(
         let mut iwts = p.linear(&iw.weights_proj, x, n, Gemm::Bf16);
         let s = (id as f32).powf(-0.5) * (ih as f32).powf(-0.5);
         iwts.iter_mut().for_each(|v| *v *= s);
-        let ikv = p.linear(&iw.compressor.wkv, x, n, Gemm::F32);
-        let isc = p.linear(&iw.compressor.wgate, x, n, Gemm::F32);
-        for (span, st) in spans.iter().zip(states.iter_mut()) {
-            let LayerState {
-                index_compressor,
-                index_keys,
-                ..
-            } = &mut **st;
-            let comp = index_compressor
-                .as_mut()
-                .expect("CSA layers have an index compressor");
-            let finish = |e: &mut [f32]| {
-                p.bf16(e);
-                p.index(e);
-            };
-            compress_span(
-                &iw.compressor,
-                comp,
-                &ikv,
-                &isc,
-                *span,
-                rope,
-                eps,
-                finish,
-                index_keys,
-            );
-        }
+        let finish = |e: &mut [f32]| {
+            p.bf16(e);
+            p.index(e);
+        };
+        compress(
+            &iw.compressor,
+            p,
+            x,
+            spans,
+            states,
+            rope,
+            eps,
+            index_compressor,
+            finish,
+        );
         (iq, iwts)
     });
 

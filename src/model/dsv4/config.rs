@@ -6,7 +6,7 @@
 //! divisibility the forward pass relies on holds); the checkpoint's tensors
 //! are checked against it separately, in `weights`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -266,19 +266,6 @@ impl Dsv4Config {
         };
         c.check().map_err(|(key, msg)| k.err(key, msg))?;
         Ok(c)
-    }
-
-    /// Reads `dir/config.json`.
-    pub fn load(dir: &Path) -> Result<Dsv4Config, Dsv4Error> {
-        let path: PathBuf = dir.join("config.json");
-        let err = |message: String| Dsv4Error::Config {
-            path: path.clone(),
-            key: "(file)".into(),
-            message,
-        };
-        let bytes = std::fs::read(&path).map_err(|e| err(e.to_string()))?;
-        let v: Value = serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?;
-        Dsv4Config::from_json(&path, &v)
     }
 
     fn check(&self) -> Result<(), (&'static str, String)> {

@@ -25,9 +25,9 @@ use super::codec::{E2M1_LUT, E4M3_LUT, E8M0_LUT, bf16_bits_to_f32};
 use crate::model::tensor::Storage;
 
 /// FP8 scale blocks are 128×128 weights.
-const FP8_BLOCK: usize = 128;
+pub const FP8_BLOCK: usize = 128;
 /// FP4 has one scale per row per 32 inputs.
-const FP4_GROUP: usize = 32;
+pub const FP4_GROUP: usize = 32;
 /// Columns summed into one partial sum; a multiple of both scale widths,
 /// so a K-block's weights are decoded with whole scale groups.
 const K_BLOCK: usize = 128;
@@ -78,7 +78,7 @@ pub enum WeightFormat {
 }
 
 impl WeightFormat {
-    fn name(&self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             WeightFormat::Fp8 { .. } => "FP8",
             WeightFormat::Fp4 { .. } => "FP4",

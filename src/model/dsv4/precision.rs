@@ -73,21 +73,17 @@ impl Precision {
     /// `y = W · x` for `n` rows of `x`, with the reference's precision.
     pub fn linear(self, m: &Matrix, x: &[f32], n: usize, gemm: Gemm) -> Vec<f32> {
         let mut out = vec![0.0f32; n * m.rows];
-        self.linear_into(m, x, n, gemm, &mut out);
-        out
-    }
-
-    pub fn linear_into(self, m: &Matrix, x: &[f32], n: usize, gemm: Gemm, out: &mut [f32]) {
         if self.official() && gemm == Gemm::Quantized {
             let mut q = x.to_vec();
             q.chunks_exact_mut(m.cols)
                 .for_each(|row| fp8_round_trip(row, ACT_BLOCK));
-            m.matmul(&q, n, out);
+            m.matmul(&q, n, &mut out);
         } else {
-            m.matmul(x, n, out);
+            m.matmul(x, n, &mut out);
         }
         if gemm != Gemm::F32 {
-            self.bf16(out);
+            self.bf16(&mut out);
         }
+        out
     }
 }

@@ -114,6 +114,18 @@ impl KvFootprint {
                 .sum::<usize>()
     }
 
+    /// Whole bytes per token that never undercount the growth of a
+    /// sequence: the steady-state sum over layers, rounded up.
+    pub fn bytes_per_token_bound(&self) -> usize {
+        let growth: f64 = self.per_token_by_kind().iter().map(|(_, b)| b).sum();
+        (growth.ceil() as usize).max(1)
+    }
+
+    /// A KV budget that holds `rows` sequences of `tokens` tokens each.
+    pub fn budget(&self, rows: usize, tokens: usize) -> usize {
+        rows * (self.fixed + tokens * self.bytes_per_token_bound())
+    }
+
     /// Steady-state bytes per token, by layer kind: (sliding, CSA, HCA).
     pub fn per_token_by_kind(&self) -> [(LayerKind, f64); 3] {
         let sum = |k: LayerKind| {

@@ -16,13 +16,8 @@ use safetensors::Dtype;
 use super::codec::bf16_bits_to_f32;
 use super::config::{Dsv4Config, ExpertDtype, LayerKind};
 use super::error::Dsv4Error;
-use super::matrix::{Bytes, Matrix, WeightFormat};
+use super::matrix::{Bytes, FP4_GROUP, FP8_BLOCK, Matrix, WeightFormat};
 use crate::model::safetensors_dir::{RawTensor, SafetensorsDir};
-
-/// Weight block edge of FP8 matrices.
-const FP8_BLOCK: usize = 128;
-/// Inputs per scale of FP4 matrices.
-const FP4_BLOCK: usize = 32;
 
 /// One mHC site: `fn` [(2+hc)·hc, hc·hidden], `base`, and the 3 (or 1) scales.
 #[derive(Debug)]
@@ -217,7 +212,7 @@ impl Take<'_> {
     fn fp4_matrix(&mut self, prefix: &str, rows: usize, cols: usize) -> Result<Matrix, Dsv4Error> {
         let (wn, sn) = (format!("{prefix}.weight"), format!("{prefix}.scale"));
         let w = self.raw(&wn, Dtype::I8, &[rows, cols / 2])?;
-        let s = self.raw(&sn, Dtype::F8_E8M0, &[rows, cols / FP4_BLOCK])?;
+        let s = self.raw(&sn, Dtype::F8_E8M0, &[rows, cols / FP4_GROUP])?;
         let scales = self.bytes(&sn, s)?;
         self.matrix(&wn, rows, cols, WeightFormat::Fp4 { scales }, w)
     }
@@ -438,8 +433,8 @@ impl Dsv4Weights {
 
     /// Opens `dir` (config.json + safetensors shards) and checks every tensor.
     pub fn load(dir: &Path) -> Result<Dsv4Weights, crate::model::error::ModelError> {
-        let config = Dsv4Config::load(dir)?;
         let st = SafetensorsDir::open_checkpoint(dir)?;
+        let config = Dsv4Config::from_json(&dir.join("config.json"), st.config())?;
         Ok(Dsv4Weights::from_dir(config, &st)?)
     }
 
