@@ -15,6 +15,7 @@ use rayon::prelude::*;
 
 use super::compressor::CompressorState;
 use super::config::Dsv4Config;
+use super::indexer::{self, IndexQuery};
 use super::precision::{Gemm, Precision};
 use super::rope::Rope;
 use super::state::LayerState;
@@ -112,53 +113,94 @@ fn compress(
 }
 
 /// Softmax with a sink over `keys` (rows of `q.len()`), returning Σ p_j k_j.
-fn attend(q: &[f32], keys: &[&[f32]], sink: f32, scale: f32, p: Precision, out: &mut [f32]) {
-    let scores: Vec<f32> = keys
-        .iter()
-        .map(|k| q.iter().zip(*k).map(|(a, b)| a * b).sum::<f32>() * scale)
-        .collect();
-    let max = scores.iter().cloned().fold(sink, f32::max);
-    let mut probs: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
-    let den = probs.iter().sum::<f32>() + (sink - max).exp();
+/// `probs` is scratch.
+fn attend(
+    q: &[f32],
+    keys: &[&[f32]],
+    sink: f32,
+    scale: f32,
+    p: Precision,
+    probs: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    probs.clear();
+    probs.resize(keys.len(), 0.0);
+    scores(q, keys, scale, probs);
+    let max = probs.iter().cloned().fold(sink, f32::max);
+    let mut den = 0.0f32;
+    for v in probs.iter_mut() {
+        *v = (*v - max).exp();
+        den += *v;
+    }
+    den += (sink - max).exp();
     probs.iter_mut().for_each(|v| *v /= den);
-    p.bf16(&mut probs);
+    p.bf16(probs);
+    weighted_sum(probs, keys, out);
+}
+
+/// `out[j] = (q · keys[j]) · scale`.
+fn scores(q: &[f32], keys: &[&[f32]], scale: f32, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { scores_avx2(q, keys, scale, out) };
+        return;
+    }
+    scores_portable(q, keys, scale, out);
+}
+
+/// `out = Σ_j probs[j] · keys[j]`.
+fn weighted_sum(probs: &[f32], keys: &[&[f32]], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { weighted_sum_avx2(probs, keys, out) };
+        return;
+    }
+    weighted_sum_portable(probs, keys, out);
+}
+
+// The AVX2 builds compile the portable loops with wider vectors; Rust never
+// contracts `a * b + c` into an FMA, so every build gives the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn scores_avx2(q: &[f32], keys: &[&[f32]], scale: f32, out: &mut [f32]) {
+    scores_portable(q, keys, scale, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn weighted_sum_avx2(probs: &[f32], keys: &[&[f32]], out: &mut [f32]) {
+    weighted_sum_portable(probs, keys, out);
+}
+
+/// Dot products in 8 lanes (element i into lane i mod 8), folded by halving.
+#[inline(always)]
+fn scores_portable(q: &[f32], keys: &[&[f32]], scale: f32, out: &mut [f32]) {
+    const LANES: usize = 8;
+    let (q_full, q_rest) = q.as_chunks::<LANES>();
+    for (o, k) in out.iter_mut().zip(keys) {
+        let (k_full, k_rest) = k.as_chunks::<LANES>();
+        let mut lanes = [0.0f32; LANES];
+        for (qc, kc) in q_full.iter().zip(k_full) {
+            for ((l, a), b) in lanes.iter_mut().zip(qc).zip(kc) {
+                *l += a * b;
+            }
+        }
+        for ((l, a), b) in lanes.iter_mut().zip(q_rest).zip(k_rest) {
+            *l += a * b;
+        }
+        let [a, b, c, d, e, f, g, h] = lanes;
+        *o = (((a + e) + (c + g)) + ((b + f) + (d + h))) * scale;
+    }
+}
+
+#[inline(always)]
+fn weighted_sum_portable(probs: &[f32], keys: &[&[f32]], out: &mut [f32]) {
     out.fill(0.0);
     for (w, k) in probs.iter().zip(keys) {
         out.iter_mut().zip(*k).for_each(|(o, v)| *o += w * v);
     }
-}
-
-/// Indexer scores of the visible entries for one query, then the top-k
-/// entry ids (ties to the lower id, so the choice is deterministic).
-fn top_entries(
-    q: &[f32],
-    weights: &[f32],
-    keys: &[f32],
-    dim: usize,
-    visible: usize,
-    k: usize,
-) -> Vec<usize> {
-    if visible <= k {
-        return (0..visible).collect();
-    }
-    let mut scored: Vec<(f32, usize)> = (0..visible)
-        .map(|s| {
-            let key = &keys[s * dim..(s + 1) * dim];
-            let score = q
-                .chunks_exact(dim)
-                .zip(weights)
-                .map(|(qh, w)| w * qh.iter().zip(key).map(|(a, b)| a * b).sum::<f32>().max(0.0))
-                .sum::<f32>();
-            (score, s)
-        })
-        .collect();
-    // Linear-time selection: at long context there are ~len/4 candidates
-    // per query, and only the set matters (attention sums over it).
-    let order = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-    scored.select_nth_unstable_by(k - 1, order);
-    let mut ids: Vec<usize> = scored[..k].iter().map(|&(_, s)| s).collect();
-    ids.sort_unstable();
-    ids
 }
 
 /// One layer's attention for all spans; `x` is the normed input
@@ -238,58 +280,79 @@ pub fn attention(
         (iq, iwts)
     });
 
-    // Core attention, token by token.
-    let scale = (hd as f32).powf(-0.5);
+    // Compressed entries each token attends to: the indexer's top-k (CSA),
+    // every closed window (HCA), none (sliding).
     let ratio = w.compressor.as_ref().map_or(0, |cw| cw.ratio);
+    let visible = |pos: usize| (pos + 1).checked_div(ratio).unwrap_or(0);
+    let selected: Vec<Vec<usize>> = match &index {
+        Some((iq, iwts)) => {
+            let (ih, id) = (c.index_heads, c.index_head_dim);
+            spans
+                .iter()
+                .zip(states.iter())
+                .flat_map(|(span, st)| {
+                    let queries: Vec<IndexQuery<'_>> = (0..span.len)
+                        .map(|t| {
+                            let r = span.row + t;
+                            IndexQuery {
+                                q: &iq[r * ih * id..(r + 1) * ih * id],
+                                weights: &iwts[r * ih..(r + 1) * ih],
+                                visible: visible(span.pos0 + t),
+                            }
+                        })
+                        .collect();
+                    indexer::select(&queries, &st.index_keys, id, c.index_topk)
+                })
+                .collect()
+        }
+        None => Vec::new(),
+    };
+
+    // Core attention, token by token, all spans' tokens in parallel.
+    let scale = (hd as f32).powf(-0.5);
+    let span_of: Vec<usize> = spans
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| std::iter::repeat_n(i, s.len))
+        .collect();
+    let states_ro: Vec<&LayerState> = states.iter().map(|s| &**s).collect();
     let mut heads_out = vec![0.0f32; n * heads * hd];
-    for (span, st) in spans.iter().zip(states.iter()) {
-        let st: &LayerState = st;
-        let out = &mut heads_out[span.row * heads * hd..(span.row + span.len) * heads * hd];
-        out.par_chunks_mut(heads * hd)
-            .enumerate()
-            .for_each(|(t, o)| {
-                let r = span.row + t;
-                let pos = span.pos0 + t;
-                let first = (pos + 1).saturating_sub(c.window);
-                let mut keys: Vec<&[f32]> = (first..=pos)
-                    .map(|k| {
-                        if k >= span.pos0 {
-                            let kr = span.row + (k - span.pos0);
-                            &kv[kr * hd..(kr + 1) * hd]
-                        } else {
-                            let slot = k % c.window;
-                            &st.ring[slot * hd..(slot + 1) * hd]
-                        }
-                    })
-                    .collect();
-                if let Some(visible) = (pos + 1).checked_div(ratio) {
-                    let entries: Vec<usize> = match &index {
-                        Some((iq, iwts)) => {
-                            let (ih, id) = (c.index_heads, c.index_head_dim);
-                            top_entries(
-                                &iq[r * ih * id..(r + 1) * ih * id],
-                                &iwts[r * ih..(r + 1) * ih],
-                                &st.index_keys,
-                                id,
-                                visible,
-                                c.index_topk,
-                            )
-                        }
-                        None => (0..visible).collect(),
-                    };
-                    keys.extend(
-                        entries
-                            .iter()
-                            .map(|&e| &st.compressed[e * hd..(e + 1) * hd]),
-                    );
+    heads_out
+        .par_chunks_mut(heads * hd)
+        .enumerate()
+        .for_each_init(Vec::new, |probs, (r, o)| {
+            let (span, st) = (&spans[span_of[r]], states_ro[span_of[r]]);
+            let pos = span.pos0 + (r - span.row);
+            let first = (pos + 1).saturating_sub(c.window);
+            let raw = |k: usize| -> &[f32] {
+                if k >= span.pos0 {
+                    let kr = span.row + (k - span.pos0);
+                    &kv[kr * hd..(kr + 1) * hd]
+                } else {
+                    let slot = k % c.window;
+                    &st.ring[slot * hd..(slot + 1) * hd]
                 }
-                let qrow = &q[r * heads * hd..(r + 1) * heads * hd];
-                for (h, oh) in o.chunks_exact_mut(hd).enumerate() {
-                    attend(&qrow[h * hd..(h + 1) * hd], &keys, w.sink[h], scale, p, oh);
-                    rope.apply(oh, pos, true);
-                }
-            });
-    }
+            };
+            let entry = |e: usize| &st.compressed[e * hd..(e + 1) * hd];
+            let mut keys: Vec<&[f32]> = (first..=pos).map(raw).collect();
+            match selected.get(r) {
+                Some(ids) => keys.extend(ids.iter().map(|&e| entry(e))),
+                None => keys.extend((0..visible(pos)).map(entry)),
+            }
+            let qrow = &q[r * heads * hd..(r + 1) * heads * hd];
+            for (h, oh) in o.chunks_exact_mut(hd).enumerate() {
+                attend(
+                    &qrow[h * hd..(h + 1) * hd],
+                    &keys,
+                    w.sink[h],
+                    scale,
+                    p,
+                    probs,
+                    oh,
+                );
+                rope.apply(oh, pos, true);
+            }
+        });
     p.bf16(&mut heads_out);
 
     // The window ring keeps the last `window` raw rows.

@@ -37,6 +37,8 @@ const LANES: usize = 32;
 /// Weight rows decoded together, so each activation block is read once per
 /// tile rather than once per row; also rayon's unit of work.
 const TILE_ROWS: usize = 8;
+/// Products smaller than this run on the calling thread.
+const PARALLEL_MIN_MACS: usize = 1 << 18;
 
 /// Bytes of one tensor inside a memory map or an owned buffer.
 #[derive(Debug, Clone)]
@@ -237,9 +239,15 @@ impl Matrix {
 
     /// Rows `r0..r0 + out.len()/n` of the product, as `out[(r - r0)*n + i]`.
     fn matmul_row_major(&self, r0: usize, x: &[f32], n: usize, out: &mut [f32]) {
-        out.par_chunks_mut(TILE_ROWS * n)
-            .enumerate()
-            .for_each(|(t, tile)| self.matmul_tile(r0 + t * TILE_ROWS, x, n, tile));
+        let tile =
+            |(t, tile): (usize, &mut [f32])| self.matmul_tile(r0 + t * TILE_ROWS, x, n, tile);
+        // Below this many multiply-adds a fork-join costs more than it saves
+        // (a decode step of a small model is mostly such products).
+        if out.len() * self.cols < PARALLEL_MIN_MACS {
+            out.chunks_mut(TILE_ROWS * n).enumerate().for_each(tile);
+        } else {
+            out.par_chunks_mut(TILE_ROWS * n).enumerate().for_each(tile);
+        }
     }
 
     /// Rows `r0..r0 + tile.len()/n` into `tile[(r - r0)*n + i]`. Each

@@ -14,6 +14,7 @@ pub mod compressor;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod indexer;
 pub mod matrix;
 pub mod mhc;
 pub mod moe;
