@@ -16,4 +16,5 @@ pub mod model;
 pub mod pipeline;
 pub mod plan;
 pub mod progress;
+pub mod spec;
 pub mod text;
