@@ -20,6 +20,8 @@ use specbatch::model::dsv4::weights::Dsv4Weights;
 
 const CHUNK: usize = 4096;
 const DECODE: usize = 16;
+/// Tokens between progress lines on stderr.
+const PROGRESS_EVERY: usize = 65_536;
 
 /// Peak resident memory of this process, from /proc (Linux).
 fn peak_rss_bytes() -> Option<u64> {
@@ -71,13 +73,26 @@ fn main() {
         let prompt: Vec<u32> = (0..n).map(|_| next()).collect();
         let t0 = Instant::now();
         let mut last = Vec::new();
-        for part in prompt.chunks(CHUNK) {
+        let mut chunk_t0 = Instant::now();
+        for (i, part) in prompt.chunks(CHUNK).enumerate() {
             let mut chunks = [Chunk {
                 state: &mut state,
                 tokens: part,
                 logits_for: 1,
             }];
             last = model.forward(&mut chunks).remove(0);
+            // Long runs report as they go: the marginal cost per token of the
+            // latest stretch shows how cost grows with context.
+            let done = (i + 1) * CHUNK;
+            if done % PROGRESS_EVERY == 0 && done < n {
+                eprintln!(
+                    "#   {done} tokens: {:.0} s, last chunk {:.0} µs/token, state {} B",
+                    t0.elapsed().as_secs_f64(),
+                    chunk_t0.elapsed().as_secs_f64() * 1e6 / part.len() as f64,
+                    state.bytes()
+                );
+            }
+            chunk_t0 = Instant::now();
         }
         let prefill = t0.elapsed().as_secs_f64();
         let t0 = Instant::now();

@@ -112,11 +112,32 @@ fn compress(
     }
 }
 
-/// Softmax with a sink over `keys` (rows of `q.len()`), returning Σ p_j k_j.
-/// `probs` is scratch.
+/// The K = V rows one query attends to, in softmax order: scattered rows
+/// (window, CSA selections) then a contiguous run (every HCA entry, read in
+/// place: at 1M tokens that is 8K rows per query).
+struct Keys<'a> {
+    rows: Vec<&'a [f32]>,
+    run: &'a [f32],
+    dim: usize,
+}
+
+impl Keys<'_> {
+    fn len(&self) -> usize {
+        self.rows.len() + self.run.len() / self.dim
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[f32]> {
+        self.rows
+            .iter()
+            .copied()
+            .chain(self.run.chunks_exact(self.dim))
+    }
+}
+
+/// Softmax with a sink over `keys`, returning Σ p_j k_j. `probs` is scratch.
 fn attend(
     q: &[f32],
-    keys: &[&[f32]],
+    keys: &Keys<'_>,
     sink: f32,
     scale: f32,
     p: Precision,
@@ -139,7 +160,7 @@ fn attend(
 }
 
 /// `out[j] = (q · keys[j]) · scale`.
-fn scores(q: &[f32], keys: &[&[f32]], scale: f32, out: &mut [f32]) {
+fn scores(q: &[f32], keys: &Keys<'_>, scale: f32, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.
@@ -150,7 +171,7 @@ fn scores(q: &[f32], keys: &[&[f32]], scale: f32, out: &mut [f32]) {
 }
 
 /// `out = Σ_j probs[j] · keys[j]`.
-fn weighted_sum(probs: &[f32], keys: &[&[f32]], out: &mut [f32]) {
+fn weighted_sum(probs: &[f32], keys: &Keys<'_>, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.
@@ -164,22 +185,22 @@ fn weighted_sum(probs: &[f32], keys: &[&[f32]], out: &mut [f32]) {
 // contracts `a * b + c` into an FMA, so every build gives the same bits.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn scores_avx2(q: &[f32], keys: &[&[f32]], scale: f32, out: &mut [f32]) {
+fn scores_avx2(q: &[f32], keys: &Keys<'_>, scale: f32, out: &mut [f32]) {
     scores_portable(q, keys, scale, out);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn weighted_sum_avx2(probs: &[f32], keys: &[&[f32]], out: &mut [f32]) {
+fn weighted_sum_avx2(probs: &[f32], keys: &Keys<'_>, out: &mut [f32]) {
     weighted_sum_portable(probs, keys, out);
 }
 
 /// Dot products in 8 lanes (element i into lane i mod 8), folded by halving.
 #[inline(always)]
-fn scores_portable(q: &[f32], keys: &[&[f32]], scale: f32, out: &mut [f32]) {
+fn scores_portable(q: &[f32], keys: &Keys<'_>, scale: f32, out: &mut [f32]) {
     const LANES: usize = 8;
     let (q_full, q_rest) = q.as_chunks::<LANES>();
-    for (o, k) in out.iter_mut().zip(keys) {
+    for (o, k) in out.iter_mut().zip(keys.iter()) {
         let (k_full, k_rest) = k.as_chunks::<LANES>();
         let mut lanes = [0.0f32; LANES];
         for (qc, kc) in q_full.iter().zip(k_full) {
@@ -196,10 +217,10 @@ fn scores_portable(q: &[f32], keys: &[&[f32]], scale: f32, out: &mut [f32]) {
 }
 
 #[inline(always)]
-fn weighted_sum_portable(probs: &[f32], keys: &[&[f32]], out: &mut [f32]) {
+fn weighted_sum_portable(probs: &[f32], keys: &Keys<'_>, out: &mut [f32]) {
     out.fill(0.0);
-    for (w, k) in probs.iter().zip(keys) {
-        out.iter_mut().zip(*k).for_each(|(o, v)| *o += w * v);
+    for (w, k) in probs.iter().zip(keys.iter()) {
+        out.iter_mut().zip(k).for_each(|(o, v)| *o += w * v);
     }
 }
 
@@ -333,11 +354,16 @@ pub fn attention(
                     &st.ring[slot * hd..(slot + 1) * hd]
                 }
             };
-            let entry = |e: usize| &st.compressed[e * hd..(e + 1) * hd];
-            let mut keys: Vec<&[f32]> = (first..=pos).map(raw).collect();
+            let mut keys = Keys {
+                rows: (first..=pos).map(raw).collect(),
+                run: &[],
+                dim: hd,
+            };
             match selected.get(r) {
-                Some(ids) => keys.extend(ids.iter().map(|&e| entry(e))),
-                None => keys.extend((0..visible(pos)).map(entry)),
+                Some(ids) => keys
+                    .rows
+                    .extend(ids.iter().map(|&e| &st.compressed[e * hd..(e + 1) * hd])),
+                None => keys.run = &st.compressed[..visible(pos) * hd],
             }
             let qrow = &q[r * heads * hd..(r + 1) * heads * hd];
             for (h, oh) in o.chunks_exact_mut(hd).enumerate() {

@@ -58,6 +58,9 @@ fn select_tile(tile: &[IndexQuery<'_>], keys: &[f32], dim: usize, k: usize) -> V
             }
             score_block(q.q, q.weights, &block, dim, &mut scores);
             let live = width.min(q.visible - b0);
+            if top.rejects_all(&scores[..live]) {
+                continue;
+            }
             for (j, &s) in scores[..live].iter().enumerate() {
                 top.offer(s, b0 + j);
             }
@@ -163,6 +166,13 @@ impl TopK {
         if self.kept.len() == 2 * self.k {
             self.cut();
         }
+    }
+
+    /// Whether [`TopK::offer`] would drop every one of `scores` (the usual
+    /// case deep into a long scan, checked without branching per score).
+    fn rejects_all(&self, scores: &[f32]) -> bool {
+        self.threshold
+            .is_some_and(|t| scores.iter().fold(true, |all, &s| all & (s <= t)))
     }
 
     fn cut(&mut self) {
