@@ -84,7 +84,7 @@ fn main() {
             // Long runs report as they go: the marginal cost per token of the
             // latest stretch shows how cost grows with context.
             let done = (i + 1) * CHUNK;
-            if done % PROGRESS_EVERY == 0 && done < n {
+            if done.is_multiple_of(PROGRESS_EVERY) && done < n {
                 eprintln!(
                     "#   {done} tokens: {:.0} s, last chunk {:.0} µs/token, state {} B",
                     t0.elapsed().as_secs_f64(),
