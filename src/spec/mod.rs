@@ -18,6 +18,7 @@ pub mod calibration;
 mod dist;
 pub mod ngram;
 pub mod sps;
+pub mod stats;
 
 pub use accept::{Verdict, verify};
 pub use budget::plan;
@@ -25,6 +26,7 @@ pub use calibration::{StepRecord, Sts, StsError};
 pub use dist::{DistError, TokenDist};
 pub use ngram::{NgramConfig, NgramDrafter, NgramError};
 pub use sps::{SpsError, SpsTable};
+pub use stats::SpecStats;
 
 /// A drafter's proposal for one row. The three per-position lists always
 /// have the same length, because [`Draft::push`] is the only way to grow them.
