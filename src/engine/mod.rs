@@ -7,3 +7,5 @@ pub mod rng;
 pub mod runner;
 pub mod sampler;
 pub mod scheduler;
+pub mod speculation;
+pub mod sps_profile;

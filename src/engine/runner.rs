@@ -16,10 +16,12 @@ use crossbeam::channel::{Receiver, Sender};
 
 use super::sampler::{Sampler, SamplingParams};
 use super::scheduler::{GroupTag, PrefillStats, Rejection, Scheduler, SchedulerConfig, SeqId};
+use super::speculation::{SpeculationConfig, Speculator};
 use crate::backend::executor::{BackendError, Executor};
 use crate::io::row::{
     FinishReason, Generation, RowError, RowErrorKind, RowKey, RowResult, RowTimings,
 };
+use crate::spec::{self, SpecStats, TokenDist};
 use crate::text::{IncrementalDecoder, ReasoningMode, StopMatcher, TextTokenizer, TokenizerError};
 
 /// A tokenized row ready for the engine.
@@ -45,6 +47,9 @@ pub struct EngineConfig {
     pub stop: Vec<String>,
     /// Share computed prompt blocks between rows.
     pub prefix_reuse: bool,
+    /// Draft and verify (the backend must accept verify chunks: KV written
+    /// for rejected drafts is simply overwritten later).
+    pub speculation: Option<SpeculationConfig>,
 }
 
 /// Live counters the progress display reads.
@@ -69,9 +74,15 @@ struct Active {
     sampler: Sampler,
     decoder: IncrementalDecoder,
     generated: usize,
+    /// Draft tokens verified for this row, and how many were kept.
+    drafts_verified: usize,
+    drafts_accepted: usize,
     started: Instant,
     first_token: Option<Instant>,
 }
+
+/// Why a row ends, and where its text is cut for a stop string.
+type Finish = (FinishReason, Option<usize>);
 
 /// One engine: a backend, a scheduler and the rows in flight.
 pub struct Engine<'t, E: Executor> {
@@ -80,6 +91,7 @@ pub struct Engine<'t, E: Executor> {
     sched: Scheduler,
     stop: StopMatcher,
     active: HashMap<SeqId, Active>,
+    spec: Option<Speculator>,
     next_id: SeqId,
     max_running: usize,
     counters: Arc<EngineCounters>,
@@ -108,6 +120,7 @@ impl<'t, E: Executor> Engine<'t, E> {
             sched,
             stop: StopMatcher::new(&cfg.stop),
             active: HashMap::new(),
+            spec: cfg.speculation.clone().map(Speculator::new),
             next_id: 0,
             max_running: cfg.max_running,
             counters,
@@ -117,6 +130,11 @@ impl<'t, E: Executor> Engine<'t, E> {
     /// Prompt tokens computed and taken from shared blocks so far.
     pub fn prefill_stats(&self) -> PrefillStats {
         self.sched.prefill_stats()
+    }
+
+    /// Speculation counters so far (`None` without speculation).
+    pub fn spec_stats(&self) -> Option<&SpecStats> {
+        self.spec.as_ref().map(Speculator::stats)
     }
 
     /// Runs until `input` is closed and every request is answered.
@@ -177,6 +195,9 @@ impl<'t, E: Executor> Engine<'t, E> {
             };
             return output.send(result).map_err(|_| EngineError::OutputClosed);
         }
+        if let Some(s) = &mut self.spec {
+            s.admit(id, &req.prompt);
+        }
         self.active.insert(
             id,
             Active {
@@ -184,6 +205,8 @@ impl<'t, E: Executor> Engine<'t, E> {
                 req,
                 decoder: IncrementalDecoder::default(),
                 generated: 0,
+                drafts_verified: 0,
+                drafts_accepted: 0,
                 started: Instant::now(),
                 first_token: None,
             },
@@ -192,6 +215,13 @@ impl<'t, E: Executor> Engine<'t, E> {
     }
 
     fn step(&mut self, output: &Sender<RowResult>) -> Result<(), EngineError> {
+        let mut drafts = match &mut self.spec {
+            Some(spec) => spec.propose(&self.sched.decoding()),
+            None => HashMap::new(),
+        };
+        for (id, d) in &drafts {
+            self.sched.set_draft(*id, d.tokens().to_vec());
+        }
         let plan = self.sched.schedule();
         if plan.seq_ids.is_empty() {
             return Ok(());
@@ -203,22 +233,64 @@ impl<'t, E: Executor> Engine<'t, E> {
             if chunk.logits_for == 0 {
                 continue;
             }
-            let row = &rows[rows.len() - vocab..];
-            if let Some(finish) = self.accept(*id, row)? {
+            let finish = match drafts.remove(id) {
+                // The scheduler may have cut the draft to fit the step.
+                Some(mut draft) if chunk.logits_for > 1 => {
+                    draft.truncate(chunk.logits_for - 1);
+                    self.verify(*id, &draft, rows, vocab)?
+                }
+                _ => {
+                    let row = &rows[rows.len() - vocab..];
+                    let a = self.active.get_mut(id).expect("planned rows are active");
+                    let token = a.sampler.sample(row);
+                    self.emit(*id, token, false)?
+                }
+            };
+            if let Some(finish) = finish {
                 self.finish(*id, finish, output)?;
             }
         }
         Ok(())
     }
 
-    /// Samples and records one token; returns why the row ends, if it does.
-    fn accept(
+    /// Judges row `id`'s draft against the target's rows of logits (one per
+    /// verified position plus the anchor's) and emits what stands.
+    fn verify(
         &mut self,
         id: SeqId,
+        draft: &spec::Draft,
         logits: &[f32],
-    ) -> Result<Option<(FinishReason, Option<usize>)>, EngineError> {
+        vocab: usize,
+    ) -> Result<Option<Finish>, EngineError> {
         let a = self.active.get_mut(&id).expect("planned rows are active");
-        let token = a.sampler.sample(logits);
+        let targets: Vec<TokenDist> = logits
+            .chunks_exact(vocab)
+            .map(|row| a.sampler.distribution(row))
+            .collect();
+        let tokenizer = self.tokenizer;
+        let verdict = spec::verify(&targets, draft, |t| tokenizer.is_eos(t), &mut a.sampler);
+        a.drafts_verified += draft.len();
+        a.drafts_accepted += verdict.accepted;
+        if let Some(s) = &mut self.spec {
+            s.record(id, draft.len(), verdict.accepted);
+        }
+        for (i, &token) in verdict.tokens.iter().enumerate() {
+            if let Some(finish) = self.emit(id, token, i < verdict.accepted)? {
+                return Ok(Some(finish));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Records one generated token (`verified`: an accepted draft, whose KV
+    /// the step already wrote); returns why the row ends, if it does.
+    fn emit(
+        &mut self,
+        id: SeqId,
+        token: u32,
+        verified: bool,
+    ) -> Result<Option<Finish>, EngineError> {
+        let a = self.active.get_mut(&id).expect("planned rows are active");
         a.first_token.get_or_insert_with(Instant::now);
         if self.tokenizer.is_eos(token) {
             return Ok(Some((FinishReason::Eos, None)));
@@ -234,18 +306,28 @@ impl<'t, E: Executor> Engine<'t, E> {
         if a.generated >= a.req.max_new_tokens {
             return Ok(Some((FinishReason::Length, None)));
         }
-        self.sched.append(id, token);
+        if verified {
+            self.sched.append_verified(id, token);
+        } else {
+            self.sched.append(id, token);
+        }
+        if let Some(s) = &mut self.spec {
+            s.extend(id, token);
+        }
         Ok(None)
     }
 
     fn finish(
         &mut self,
         id: SeqId,
-        (reason, stop_at): (FinishReason, Option<usize>),
+        (reason, stop_at): Finish,
         output: &Sender<RowResult>,
     ) -> Result<(), EngineError> {
         let cached = self.sched.finish(id);
         self.exec.release(id);
+        if let Some(s) = &mut self.spec {
+            s.release(id);
+        }
         let a = self.active.remove(&id).expect("finished rows are active");
         let text = match stop_at {
             Some(at) => a.decoder.text()[..at].to_string(),

@@ -91,11 +91,26 @@ struct Seq {
     /// Prompt blocks published (or attached) so far.
     published: usize,
     blocks: Option<SeqBlocks>,
+    /// Draft tokens to verify behind the last token in the next step.
+    draft: Vec<u32>,
+    /// Draft tokens the planned step feeds (not yet known to be kept).
+    verifying: usize,
 }
 
 impl Seq {
     fn blocks_needed(&self, block_size: usize) -> usize {
         blocks_for(self.prompt_len + self.max_new, block_size)
+    }
+
+    /// Decoding: the prompt is computed and only the last sampled token is not.
+    fn is_decoding(&self) -> bool {
+        self.computed >= self.prompt_len && self.computed + 1 == self.tokens.len()
+    }
+
+    /// Positions left in the row's KV reservation after its last token: the
+    /// most draft tokens it can verify.
+    fn draft_room(&self) -> usize {
+        (self.prompt_len + self.max_new).saturating_sub(self.tokens.len())
     }
 
     /// Prompt blocks another row may attach to: never the block holding the
@@ -215,6 +230,8 @@ impl Scheduler {
             cached: 0,
             published: 0,
             blocks: None,
+            draft: Vec::new(),
+            verifying: 0,
         });
         Ok(())
     }
@@ -319,28 +336,36 @@ impl Scheduler {
         let bs = self.cfg.block_size;
         let mut budget = self.cfg.max_batch_tokens;
         let mut plan = StepPlan::default();
-        let mut push = |seq: &mut Seq, n: usize, logits_for: usize, pool: &mut BlockPool| {
+        // Feeds `n` tokens of the sequence then `drafts` of its draft.
+        let mut push = |seq: &mut Seq, n: usize, drafts: usize, pool: &mut BlockPool| {
             let end = seq.computed + n;
             let blocks = seq.blocks.as_mut().expect("running sequences hold blocks");
-            let grown = pool.grow(blocks, blocks_for(end, bs));
+            let grown = pool.grow(blocks, blocks_for(end + drafts, bs));
             debug_assert!(grown, "growth stays within the reservation");
+            let mut tokens = seq.tokens[seq.computed..end].to_vec();
+            tokens.extend_from_slice(&seq.draft[..drafts]);
+            let reaches_end = end == seq.tokens.len();
             plan.batch.seqs.push(SeqChunk {
                 seq_id: seq.id,
-                tokens: seq.tokens[seq.computed..end].to_vec(),
+                tokens,
                 start_pos: seq.computed,
                 block_table: blocks.table.clone(),
-                logits_for,
+                logits_for: if reaches_end { 1 + drafts } else { 0 },
             });
             plan.seq_ids.push(seq.id);
+            seq.verifying = drafts;
+            seq.draft.clear();
         };
-        // Decode rows: everything but the last sampled token is cached.
+        // Decode rows: everything but the last sampled token is cached; the
+        // token and its draft (if any) are verified together.
         for seq in self.running.iter_mut() {
             if budget == 0 {
                 break;
             }
-            if seq.computed >= seq.prompt_len && seq.computed + 1 == seq.tokens.len() {
-                push(seq, 1, 1, &mut self.pool);
-                budget -= 1;
+            if seq.is_decoding() {
+                let drafts = seq.draft.len().min(seq.draft_room()).min(budget - 1);
+                push(seq, 1, drafts, &mut self.pool);
+                budget -= 1 + drafts;
             }
         }
         // Prefill chunks, oldest first.
@@ -350,12 +375,14 @@ impl Scheduler {
             }
             if seq.computed < seq.prompt_len {
                 let n = (seq.prompt_len - seq.computed).min(budget);
-                let reaches_end = seq.computed + n == seq.prompt_len;
-                push(seq, n, usize::from(reaches_end), &mut self.pool);
+                push(seq, n, 0, &mut self.pool);
                 self.stats.computed += n as u64;
                 budget -= n;
             }
         }
+        // A draft is for the step it was made for: a row the budget left
+        // out drafts afresh next time.
+        self.running.iter_mut().for_each(|s| s.draft.clear());
         plan
     }
 
@@ -368,7 +395,9 @@ impl Scheduler {
                 continue;
             };
             let seq = &mut self.running[i];
-            seq.computed = chunk.start_pos + chunk.tokens.len();
+            // Draft tokens count as computed only once they are accepted.
+            seq.computed = chunk.start_pos + chunk.tokens.len() - seq.verifying;
+            seq.verifying = 0;
             let full = (seq.computed.min(seq.prompt_len) / bs).min(seq.hashes.len());
             let table = &seq.blocks.as_ref().expect("running rows hold blocks").table;
             for (&block, hash) in table.iter().zip(&seq.hashes).take(full).skip(seq.published) {
@@ -386,6 +415,34 @@ impl Scheduler {
     pub fn append(&mut self, id: SeqId, token: u32) {
         if let Some(seq) = self.running.iter_mut().find(|s| s.id == id) {
             seq.tokens.push(token);
+        }
+    }
+
+    /// Appends an accepted draft token: the step that verified it already
+    /// wrote its KV at the next position, so it counts as computed.
+    pub fn append_verified(&mut self, id: SeqId, token: u32) {
+        if let Some(seq) = self.running.iter_mut().find(|s| s.id == id) {
+            debug_assert_eq!(seq.computed, seq.tokens.len(), "verified after its anchor");
+            seq.tokens.push(token);
+            seq.computed += 1;
+        }
+    }
+
+    /// Rows that decode next step, with the most draft tokens each can
+    /// verify (its remaining KV reservation).
+    pub fn decoding(&self) -> Vec<(SeqId, usize)> {
+        self.running
+            .iter()
+            .filter(|s| s.is_decoding())
+            .map(|s| (s.id, s.draft_room()))
+            .collect()
+    }
+
+    /// Draft tokens to verify behind row `id`'s last token in the next
+    /// step only (cut to its room and the step's token budget).
+    pub fn set_draft(&mut self, id: SeqId, draft: Vec<u32>) {
+        if let Some(seq) = self.running.iter_mut().find(|s| s.id == id) {
+            seq.draft = draft;
         }
     }
 
@@ -449,6 +506,73 @@ mod tests {
         let mut p: Vec<u32> = (0..doc as u32).collect();
         p.extend(std::iter::repeat_n(100 + tag, tail));
         p
+    }
+
+    #[test]
+    fn a_draft_is_verified_behind_the_last_token_and_only_kept_drafts_count() {
+        let mut s = Scheduler::new(cfg(4, 64), 16);
+        s.submit(1, vec![1, 2, 3, 4, 5], 10, None).unwrap();
+        step(&mut s); // prefill, samples 7
+        assert_eq!(s.decoding(), vec![(1, 9)]); // 5 + 10 - 6 positions left
+        s.set_draft(1, vec![8, 9, 10]);
+        let plan = s.schedule();
+        let c = chunk(&plan, 1);
+        assert_eq!(
+            (c.tokens.clone(), c.start_pos, c.logits_for),
+            (vec![7, 8, 9, 10], 5, 4)
+        );
+        s.complete(&plan);
+        // Two drafts stand, then the target's own token.
+        s.append_verified(1, 8);
+        s.append_verified(1, 9);
+        s.append(1, 11);
+        let plan = s.schedule();
+        let c = chunk(&plan, 1);
+        assert_eq!(
+            (c.tokens.clone(), c.start_pos, c.logits_for),
+            (vec![11], 8, 1)
+        );
+    }
+
+    #[test]
+    fn drafts_are_cut_to_the_reservation_and_the_step_budget() {
+        let mut s = Scheduler::new(cfg(4, 3), 16);
+        s.submit(1, vec![1, 2], 3, None).unwrap();
+        step(&mut s);
+        step(&mut s); // prompt 2 + 2 generated: 1 position left
+        assert_eq!(s.decoding(), vec![(1, 1)]);
+        s.set_draft(1, vec![5, 6, 7]);
+        let plan = s.schedule();
+        assert_eq!(chunk(&plan, 1).tokens, vec![7, 5]);
+        s.complete(&plan);
+        s.append(1, 9);
+        // A budget of 3 tokens leaves room for 2 drafts behind the anchor.
+        let mut s = Scheduler::new(cfg(4, 3), 16);
+        s.submit(2, vec![1, 2], 10, None).unwrap();
+        step(&mut s);
+        s.set_draft(2, vec![5, 6, 7, 8]);
+        let plan = s.schedule();
+        assert_eq!(chunk(&plan, 2).tokens, vec![7, 5, 6]);
+        assert_eq!(plan.batch.total_tokens(), 3);
+    }
+
+    #[test]
+    fn a_draft_the_budget_leaves_out_is_dropped() {
+        let mut s = Scheduler::new(cfg(4, 4), 32);
+        s.submit(1, vec![1, 2], 10, None).unwrap();
+        s.submit(2, vec![3, 4], 10, None).unwrap();
+        step(&mut s);
+        s.set_draft(1, vec![5, 6, 7]);
+        s.set_draft(2, vec![8, 9]);
+        let plan = s.schedule();
+        assert_eq!(chunk(&plan, 1).tokens, vec![7, 5, 6, 7]);
+        assert!(!plan.seq_ids.contains(&2));
+        s.complete(&plan);
+        s.append(1, 9);
+        // Row 2's draft was for that step only.
+        let plan = s.schedule();
+        assert_eq!(chunk(&plan, 2).tokens, vec![7]);
+        assert_eq!(chunk(&plan, 2).logits_for, 1);
     }
 
     #[test]

@@ -239,6 +239,7 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
         block_size: BLOCK_SIZE,
         stop: spec.generation.stop.clone(),
         prefix_reuse: opts.reuse != ReuseMode::Off,
+        speculation: None,
     };
     let engine_counters = Arc::new(EngineCounters::default());
     let job_counters = Arc::new(JobCounters::default());

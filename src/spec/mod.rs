@@ -60,6 +60,13 @@ impl Draft {
         self.tokens.len()
     }
 
+    /// Keeps the first `len` positions (the prefix a budget admits).
+    pub fn truncate(&mut self, len: usize) {
+        self.tokens.truncate(len);
+        self.confidence.truncate(len);
+        self.dists.truncate(len);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()
     }
