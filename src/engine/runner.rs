@@ -346,6 +346,8 @@ impl<'t, E: Executor> Engine<'t, E> {
                 finish_reason: reason,
                 cached_tokens: cached as u32,
                 completion_tokens: a.generated as u32,
+                draft_tokens_proposed: 0,
+                draft_tokens_accepted: 0,
                 timings: RowTimings {
                     time_to_first_token_ms: ms(a.first_token.unwrap_or(now)),
                     latency_ms: ms(now),

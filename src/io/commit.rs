@@ -19,7 +19,7 @@ use std::path::Path;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{UInt32Type, UInt64Type};
-use arrow_array::{Array, RecordBatch};
+use arrow_array::{Array, RecordBatch, UInt32Array};
 use arrow_schema::SchemaRef;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
@@ -44,6 +44,14 @@ pub struct Totals {
     pub prompt_tokens: u64,
     pub cached_tokens: u64,
     pub completion_tokens: u64,
+    /// Draft tokens verified; absent (0) in records written before
+    /// speculation existed.
+    #[serde(default)]
+    pub draft_tokens_proposed: u64,
+    /// Draft tokens kept; absent (0) in records written before speculation
+    /// existed.
+    #[serde(default)]
+    pub draft_tokens_accepted: u64,
 }
 
 impl Totals {
@@ -54,6 +62,8 @@ impl Totals {
         self.prompt_tokens += other.prompt_tokens;
         self.cached_tokens += other.cached_tokens;
         self.completion_tokens += other.completion_tokens;
+        self.draft_tokens_proposed += other.draft_tokens_proposed;
+        self.draft_tokens_accepted += other.draft_tokens_accepted;
     }
 }
 
@@ -151,8 +161,20 @@ fn summarize(
     let prompt = column("prompt_tokens")?.as_primitive_opt::<UInt32Type>();
     let cached = column("cached_tokens")?.as_primitive_opt::<UInt32Type>();
     let completion = column("completion_tokens")?.as_primitive_opt::<UInt32Type>();
-    let (Some(files), Some(rows), Some(status), Some(prompt), Some(cached), Some(completion)) =
-        (files, rows, status, prompt, cached, completion)
+    let proposed = column("draft_tokens_proposed")?.as_primitive_opt::<UInt32Type>();
+    let accepted = column("draft_tokens_accepted")?.as_primitive_opt::<UInt32Type>();
+    let (
+        Some(files),
+        Some(rows),
+        Some(status),
+        Some(prompt),
+        Some(cached),
+        Some(completion),
+        Some(proposed),
+        Some(accepted),
+    ) = (
+        files, rows, status, prompt, cached, completion, proposed, accepted,
+    )
     else {
         return Err(corrupt(path, "key or count columns have unexpected types"));
     };
@@ -179,14 +201,19 @@ fn summarize(
             t.error += 1;
         }
         t.prompt_tokens += u64::from(prompt.value(i));
-        if cached.is_valid(i) {
-            t.cached_tokens += u64::from(cached.value(i));
-        }
-        if completion.is_valid(i) {
-            t.completion_tokens += u64::from(completion.value(i));
-        }
+        add_valid(&mut t.cached_tokens, cached, i);
+        add_valid(&mut t.completion_tokens, completion, i);
+        add_valid(&mut t.draft_tokens_proposed, proposed, i);
+        add_valid(&mut t.draft_tokens_accepted, accepted, i);
     }
     Ok(())
+}
+
+/// Adds row `i` of a nullable count column; null (an error row) adds nothing.
+fn add_valid(into: &mut u64, column: &UInt32Array, i: usize) {
+    if column.is_valid(i) {
+        *into += u64::from(column.value(i));
+    }
 }
 
 fn file_index_map(input_files: &[String]) -> HashMap<&str, u32> {
@@ -220,6 +247,8 @@ pub(crate) fn read_part(
         "prompt_tokens",
         "cached_tokens",
         "completion_tokens",
+        "draft_tokens_proposed",
+        "draft_tokens_accepted",
     ];
     let roots = schema
         .fields()
@@ -450,7 +479,9 @@ mod tests {
                 error: 2,
                 prompt_tokens: 30,
                 cached_tokens: 12,
-                completion_tokens: 9
+                completion_tokens: 9,
+                draft_tokens_proposed: 15,
+                draft_tokens_accepted: 6,
             }
         );
         assert_eq!(
@@ -638,5 +669,54 @@ mod tests {
         let err = commit_part(&f.layout, 0, 2, &b, Compression::Zstd, &f.files)
             .expect_err("record differs");
         assert!(matches!(err, IoError::Conflict { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn records_written_before_draft_counts_still_load() {
+        let f = fixture();
+        let path = f.layout.record_path(0, 0);
+        std::fs::write(
+            &path,
+            r#"{"version": 1, "shard": 0, "seq": 0,
+                "part_file": "data/shard=00000/part-00000-0000.parquet",
+                "sha256": "00", "bytes": 1,
+                "totals": {"rows": 1, "ok": 1, "error": 0, "prompt_tokens": 10,
+                           "cached_tokens": 4, "completion_tokens": 3},
+                "rows": [{"file_index": 0, "input_file": "a.parquet", "ranges": [[0, 1]]}]}"#,
+        )
+        .expect("write");
+        let record = read_record(&path).expect("an old record parses");
+        assert_eq!(record.totals.completion_tokens, 3);
+        assert_eq!(record.totals.draft_tokens_proposed, 0);
+        assert_eq!(record.totals.draft_tokens_accepted, 0);
+    }
+
+    #[test]
+    fn totals_add_every_count() {
+        let one = Totals {
+            rows: 1,
+            ok: 1,
+            error: 0,
+            prompt_tokens: 10,
+            cached_tokens: 4,
+            completion_tokens: 3,
+            draft_tokens_proposed: 5,
+            draft_tokens_accepted: 2,
+        };
+        let mut sum = one;
+        sum.add(&one);
+        assert_eq!(
+            sum,
+            Totals {
+                rows: 2,
+                ok: 2,
+                error: 0,
+                prompt_tokens: 20,
+                cached_tokens: 8,
+                completion_tokens: 6,
+                draft_tokens_proposed: 10,
+                draft_tokens_accepted: 4,
+            }
+        );
     }
 }

@@ -16,6 +16,7 @@ use super::create::{Created, create_if_absent};
 use super::error::IoError;
 use super::layout::Layout;
 use super::part_writer::OutputSummary;
+use crate::spec::SpecStats;
 
 /// What a finished shard committed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,11 +32,21 @@ pub struct ShardDone {
     pub run_completion_tokens: u64,
     /// Rows that attempt found committed by earlier attempts.
     pub skipped: u64,
+    /// That attempt's speculation counters; absent when it did not
+    /// speculate (and in records written before speculation existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speculation: Option<SpecStats>,
 }
 
 impl ShardDone {
-    /// The record of `shard` whose writer finished with `summary`.
-    pub fn from_summary(shard: u32, summary: &OutputSummary, wall_time: Duration) -> Self {
+    /// The record of `shard` whose writer finished with `summary`, after an
+    /// engine run that counted `speculation`.
+    pub fn from_summary(
+        shard: u32,
+        summary: &OutputSummary,
+        wall_time: Duration,
+        speculation: Option<SpecStats>,
+    ) -> Self {
         ShardDone {
             shard,
             totals: summary.totals,
@@ -43,6 +54,7 @@ impl ShardDone {
             wall_time_s: wall_time.as_secs_f64(),
             run_completion_tokens: summary.run.completion_tokens,
             skipped: summary.skipped,
+            speculation,
         }
     }
 }
@@ -124,6 +136,7 @@ mod tests {
             wall_time_s: 1.5,
             run_completion_tokens: 7,
             skipped: 0,
+            speculation: None,
         };
         write_done(root, &done).unwrap();
         write_done(
@@ -140,5 +153,44 @@ mod tests {
             "the first record stays"
         );
         assert!(root.join("_commits/shard=00002/_DONE.json").is_file());
+    }
+
+    #[test]
+    fn done_records_without_speculation_fields_still_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        // A record as written before speculation existed.
+        let old = r#"{
+            "shard": 0,
+            "totals": {"rows": 3, "ok": 2, "error": 1, "prompt_tokens": 30,
+                       "cached_tokens": 0, "completion_tokens": 9},
+            "parts": ["data/shard=00000/part-00000-0000.parquet"],
+            "wall_time_s": 1.0,
+            "run_completion_tokens": 9,
+            "skipped": 0
+        }"#;
+        let path = Layout::new(root).done_file(0);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, old).unwrap();
+        let done = read_done(root, 0).unwrap().unwrap();
+        assert_eq!(done.speculation, None);
+        assert_eq!(done.totals.completion_tokens, 9);
+        assert_eq!(
+            (
+                done.totals.draft_tokens_proposed,
+                done.totals.draft_tokens_accepted
+            ),
+            (0, 0)
+        );
+
+        let mut stats = SpecStats::default();
+        stats.record_round(3, 1);
+        let with = ShardDone {
+            shard: 1,
+            speculation: Some(stats),
+            ..done
+        };
+        write_done(root, &with).unwrap();
+        assert_eq!(read_done(root, 1).unwrap(), Some(with));
     }
 }

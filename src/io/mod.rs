@@ -33,7 +33,7 @@ pub use error::IoError;
 pub use input_paths::resolve_paths;
 pub use input_plan::{InputFile, InputPlan, validate_inputs};
 pub use job_records::{ShardDone, plan_path, read_done, read_plan, store_plan, write_done};
-pub use manifest::{Counts, Manifest, ShardLine, finalize};
+pub use manifest::{Counts, Manifest, ShardLine, SpeculationSummary, finalize};
 pub use output_dir::{OutputConfig, OutputState};
 pub use output_schema::{FIXED_COLUMNS, STATUS_ERROR, STATUS_OK, build_batch, output_schema};
 pub use part_writer::{OutputSummary, PartWriter, WriterConfig};

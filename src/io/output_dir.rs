@@ -466,7 +466,7 @@ mod tests {
             .into_writer(writer_config(2))
             .finish()
             .expect("finish");
-        let done = ShardDone::from_summary(0, &summary, std::time::Duration::from_secs(1));
+        let done = ShardDone::from_summary(0, &summary, std::time::Duration::from_secs(1), None);
         let manifest = Manifest::from_shards("h1", "m.gguf", "mh", &[done]);
         finalize(&root, &manifest, 4).expect("finalize");
         assert!(root.join("_SUCCESS").is_file());

@@ -17,7 +17,7 @@ use super::error::IoError;
 use super::row::{Generation, RowError, RowErrorKind, RowResult};
 
 /// Names of the fixed columns, in order.
-pub const FIXED_COLUMNS: [&str; 17] = [
+pub const FIXED_COLUMNS: [&str; 19] = [
     "id",
     "input_file",
     "input_row",
@@ -30,6 +30,8 @@ pub const FIXED_COLUMNS: [&str; 17] = [
     "prompt_tokens",
     "cached_tokens",
     "completion_tokens",
+    "draft_tokens_proposed",
+    "draft_tokens_accepted",
     "model",
     "spec_hash",
     "seed",
@@ -60,6 +62,10 @@ fn fixed_fields() -> Vec<Field> {
         // Prompt tokens whose KV came from a shared prefix, not computed.
         ("cached_tokens", UInt32, true),
         ("completion_tokens", UInt32, true),
+        // Speculative decoding: draft tokens verified, and kept; 0 when the
+        // job does not speculate.
+        ("draft_tokens_proposed", UInt32, true),
+        ("draft_tokens_accepted", UInt32, true),
         ("model", Utf8, false),
         ("spec_hash", Utf8, false),
         ("seed", UInt64, false),
@@ -142,6 +148,14 @@ pub fn build_batch(
         Arc::new(UInt32Array::from_iter(
             rows.iter().map(|r| gen_of(r).map(|g| g.completion_tokens)),
         )),
+        Arc::new(UInt32Array::from_iter(
+            rows.iter()
+                .map(|r| gen_of(r).map(|g| g.draft_tokens_proposed)),
+        )),
+        Arc::new(UInt32Array::from_iter(
+            rows.iter()
+                .map(|r| gen_of(r).map(|g| g.draft_tokens_accepted)),
+        )),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|_| model))),
         Arc::new(StringArray::from_iter_values(
             rows.iter().map(|_| spec_hash),
@@ -221,6 +235,13 @@ mod tests {
             assert_eq!(col.data_type(), &DataType::Utf8);
             assert_eq!(col.null_count(), 2);
         }
+        for (name, want) in [("draft_tokens_proposed", 5), ("draft_tokens_accepted", 2)] {
+            let col = batch
+                .column_by_name(name)
+                .expect(name)
+                .as_primitive::<arrow_array::types::UInt32Type>();
+            assert_eq!(col.values(), &[want, want], "{name}");
+        }
         let topic = batch.column_by_name("topic").expect("topic");
         assert_eq!(
             topic
@@ -274,6 +295,8 @@ mod tests {
             "reasoning_text",
             "finish_reason",
             "completion_tokens",
+            "draft_tokens_proposed",
+            "draft_tokens_accepted",
             "latency_ms",
         ] {
             assert_eq!(

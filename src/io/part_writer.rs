@@ -198,6 +198,8 @@ mod tests {
                 finish_reason: FinishReason::Length,
                 cached_tokens: 0,
                 completion_tokens: 2,
+                draft_tokens_proposed: 0,
+                draft_tokens_accepted: 0,
                 timings: RowTimings::default(),
             }),
             key: row.key,
@@ -325,7 +327,7 @@ mod tests {
             Some("empty_prompt".to_string())
         );
 
-        let done = ShardDone::from_summary(0, &summary, std::time::Duration::from_secs(2));
+        let done = ShardDone::from_summary(0, &summary, std::time::Duration::from_secs(2), None);
         let manifest = Manifest::from_shards(&summary.spec_hash, "model.gguf", "abc", &[done]);
         let incomplete = finalize(&root, &manifest, plan.total_rows() + 1).expect_err("short");
         assert!(matches!(

@@ -158,5 +158,9 @@ pub struct Generation {
     /// Prompt tokens taken from shared KV blocks instead of computed.
     pub cached_tokens: u32,
     pub completion_tokens: u32,
+    /// Draft tokens sent to verification for this row (0 without speculation).
+    pub draft_tokens_proposed: u32,
+    /// Of those, the ones the model accepted.
+    pub draft_tokens_accepted: u32,
     pub timings: RowTimings,
 }

@@ -109,6 +109,8 @@ pub(crate) fn ok_result(
             finish_reason: FinishReason::Eos,
             cached_tokens: 4,
             completion_tokens: 3,
+            draft_tokens_proposed: 5,
+            draft_tokens_accepted: 2,
             timings: RowTimings {
                 time_to_first_token_ms: 1.5,
                 latency_ms: 4.0,

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use crate::spec::StsError;
+
 /// One problem in a spec, located in its YAML source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -54,14 +56,30 @@ pub enum SpecError {
         model: String,
         message: String,
     },
+    /// A valid spec asks for something this build does not do yet.
+    #[error("{field}: {message}")]
+    NotImplemented {
+        field: &'static str,
+        message: String,
+    },
+    /// `speculation.calibration` names a file that cannot be read or is not
+    /// a valid calibration; the source names the file.
+    #[error("speculation.calibration: {source}")]
+    Calibration {
+        #[source]
+        source: StsError,
+    },
 }
 
 impl SpecError {
-    /// The located problems; empty for [`SpecError::Read`] and
-    /// [`SpecError::ModelMismatch`].
+    /// The located problems; empty for every variant but
+    /// [`SpecError::Invalid`].
     pub fn diagnostics(&self) -> &[Diagnostic] {
         match self {
-            SpecError::Read { .. } | SpecError::ModelMismatch { .. } => &[],
+            SpecError::Read { .. }
+            | SpecError::ModelMismatch { .. }
+            | SpecError::NotImplemented { .. }
+            | SpecError::Calibration { .. } => &[],
             SpecError::Invalid(d) => d,
         }
     }

@@ -32,7 +32,9 @@ const MAPPING: &str = "a mapping";
 pub(crate) fn expected(path: &str) -> Option<&'static str> {
     Some(match generic(path).as_str() {
         "" => "a mapping with at least `inputs` and `output`",
-        "inputs" | "generation" | "engine" | "output" | "inputs.overrides" => MAPPING,
+        "inputs" | "generation" | "engine" | "speculation" | "output" | "inputs.overrides" => {
+            MAPPING
+        }
         "inputs.paths" => "a list of file paths or glob patterns",
         "inputs.paths[]" => "a file path or glob pattern (a string)",
         "inputs.id_column"
@@ -55,12 +57,16 @@ pub(crate) fn expected(path: &str) -> Option<&'static str> {
         | "engine.threads"
         | "engine.max_concurrent_rows"
         | "engine.max_batch_tokens"
+        | "speculation.max_draft"
         | "output.rows_per_part" => COUNT,
         "generation.temperature" | "generation.top_p" => "a number",
         "generation.stop" => "a list of strings",
         "generation.stop[]" | "generation.system_prompt" | "output.path" => STRING,
         "engine.kv_cache_bytes" => "a byte size: an integer or a string like `4GiB`",
         "generation.reasoning" => "one of non_think, think_high, think_max",
+        "speculation.method" => "one of none, ngram, draft_model, dspark",
+        "speculation.draft_model" => "a path to a GGUF file or model directory (a string)",
+        "speculation.calibration" => "a path to a calibration file (a string)",
         "output.compression" => "one of zstd, snappy, none",
         "output.overwrite" => "true or false",
         _ => return None,

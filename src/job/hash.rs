@@ -6,6 +6,9 @@
 //! engine is batch-invariant, so they change speed and layout, never a row's
 //! result, and a job must resume after e.g. a change of thread count.
 //! `model_sha256` is left out too: it only guards, a mismatch fails the job.
+//! So is `speculation`: verification is lossless, so each row's answer is
+//! drawn from the same distribution with or without it, and turning it on
+//! or off must not orphan a half-finished output.
 //!
 //! Invariants: the hash is sha256 over a versioned prefix plus a canonical
 //! JSON text (object keys sorted at every level, no whitespace, defaults

@@ -26,6 +26,9 @@ pub struct JobSpec {
     pub generation: GenerationSpec,
     #[serde(default)]
     pub engine: EngineSpec,
+    /// Speculative decoding; off unless a method is named.
+    #[serde(default)]
+    pub speculation: SpeculationSpec,
     pub output: OutputSpec,
 }
 
@@ -188,6 +191,69 @@ impl Default for EngineSpec {
             max_concurrent_rows: default_max_concurrent_rows(),
             max_batch_tokens: default_max_batch_tokens(),
             kv_cache_bytes: default_kv_cache_bytes(),
+        }
+    }
+}
+
+/// Speculative decoding: a drafter proposes tokens, the model verifies
+/// them in one step. Lossless, so like `engine` it changes speed, not the
+/// distribution a row's answer is drawn from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpeculationSpec {
+    #[serde(default)]
+    pub method: SpecMethod,
+    /// Draft tokens per row per step (γ); at least 1, at most
+    /// [`crate::spec::ngram::MAX_DRAFT`] for `ngram`.
+    #[serde(default = "default_max_draft")]
+    pub max_draft: usize,
+    /// Path to the draft model; required for `draft_model`, refused otherwise.
+    #[serde(default)]
+    pub draft_model: Option<String>,
+    /// Path to a calibration file of per-position temperatures
+    /// ([`crate::spec::Sts`]); read when the job is checked.
+    #[serde(default)]
+    pub calibration: Option<String>,
+}
+
+fn default_max_draft() -> usize {
+    5
+}
+
+impl Default for SpeculationSpec {
+    fn default() -> Self {
+        SpeculationSpec {
+            method: SpecMethod::None,
+            max_draft: default_max_draft(),
+            draft_model: None,
+            calibration: None,
+        }
+    }
+}
+
+/// Where draft tokens come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpecMethod {
+    /// No speculation: one token per row per step.
+    #[default]
+    None,
+    /// Prompt lookup: continue a repeat of the row's own recent tokens.
+    Ngram,
+    /// A smaller model with the same tokenizer.
+    DraftModel,
+    /// DeepSeek-V4's own multi-token-prediction (`mtp.*`) modules.
+    Dspark,
+}
+
+impl SpecMethod {
+    /// The name as written in the spec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpecMethod::None => "none",
+            SpecMethod::Ngram => "ngram",
+            SpecMethod::DraftModel => "draft_model",
+            SpecMethod::Dspark => "dspark",
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::locate::SourceMap;
-use super::spec::{Compression, DEFAULT_MODEL, JobSpec, PromptFormat};
+use super::spec::{Compression, DEFAULT_MODEL, JobSpec, PromptFormat, SpecMethod, SpeculationSpec};
 use super::{Diagnostic, SpecError, expected::expected};
 
 const MINIMAL: &str = "\
@@ -98,6 +98,9 @@ fn defaults_fill_omitted_keys() {
     assert_eq!(spec.generation.max_new_tokens, 128);
     assert_eq!(spec.generation.top_p, 1.0);
     assert_eq!(spec.engine.kv_cache_bytes, 1 << 30);
+    assert_eq!(spec.speculation, SpeculationSpec::default());
+    assert_eq!(spec.speculation.method, SpecMethod::None);
+    assert_eq!(spec.speculation.max_draft, 5);
     assert_eq!(spec.output.rows_per_part, 1000);
 }
 
@@ -118,6 +121,7 @@ fn the_documented_full_example_loads_and_every_key_has_a_description() {
     let spec = JobSpec::from_yaml(&yaml, "docs").unwrap();
     assert_eq!(spec.engine.kv_cache_bytes, 4 << 30);
     assert_eq!(spec.output.compression, Compression::Snappy);
+    assert_eq!(spec.speculation.method, SpecMethod::DraftModel);
     let map = SourceMap::build(&yaml);
     for key in [
         "inputs.paths[0]",
@@ -137,6 +141,7 @@ fn the_documented_full_example_loads_and_every_key_has_a_description() {
         "model_sha256",
         "generation",
         "engine",
+        "speculation",
         "output",
     ] {
         assert!(map.node(key).is_some(), "the full example sets `{key}`");
@@ -193,6 +198,12 @@ fn unknown_keys_are_located_at_every_depth() {
         "output.extra",
         6,
         "unknown key",
+    );
+    assert_error(
+        &with("speculation:\n  method: ngram\n  gamma: 4\n"),
+        "speculation.gamma",
+        8,
+        "expected one of: method, max_draft, draft_model, calibration",
     );
 }
 
@@ -262,6 +273,18 @@ fn wrong_types_say_what_was_expected() {
         "generation.reasoning",
         7,
         "expected one of non_think, think_high, think_max, got `thinking`",
+    );
+    assert_error(
+        &with("speculation:\n  method: medusa\n"),
+        "speculation.method",
+        7,
+        "expected one of none, ngram, draft_model, dspark, got `medusa`",
+    );
+    assert_error(
+        &with("speculation:\n  max_draft: -1\n"),
+        "speculation.max_draft",
+        7,
+        "expected a whole number, got `-1`",
     );
     assert_error(
         &with("generation:\n  stop: [a, [b]]\n"),
@@ -438,6 +461,83 @@ fn each_value_rule_is_enforced_and_located() {
 }
 
 #[test]
+fn speculation_rules_are_enforced_and_located() {
+    let spec_rule = |body: &str, field: &str, line: usize, needle: &str| {
+        assert_error(&with(&format!("speculation:\n{body}")), field, line, needle);
+    };
+    spec_rule(
+        "  method: ngram\n  max_draft: 17\n",
+        "speculation.max_draft",
+        8,
+        "must be in 1..=16 for `ngram` (the n-gram drafter's limit), got 17",
+    );
+    spec_rule(
+        "  method: ngram\n  max_draft: 0\n",
+        "speculation.max_draft",
+        8,
+        "got 0",
+    );
+    spec_rule(
+        "  method: dspark\n  max_draft: 0\n",
+        "speculation.max_draft",
+        8,
+        "must be at least 1, got 0",
+    );
+    // A missing key points at the nearest present ancestor.
+    spec_rule(
+        "  method: draft_model\n",
+        "speculation.draft_model",
+        6,
+        "required when speculation.method is `draft_model`",
+    );
+    spec_rule(
+        "  method: draft_model\n  draft_model: ''\n",
+        "speculation.draft_model",
+        8,
+        "must not be empty",
+    );
+    spec_rule(
+        "  method: ngram\n  draft_model: models/small.gguf\n",
+        "speculation.draft_model",
+        8,
+        "set but speculation.method is `ngram`",
+    );
+    spec_rule(
+        "  draft_model: models/small.gguf\n",
+        "speculation.draft_model",
+        7,
+        "set but speculation.method is `none`",
+    );
+    spec_rule(
+        "  calibration: sts.json\n",
+        "speculation.calibration",
+        7,
+        "set but speculation.method is `none`",
+    );
+    spec_rule(
+        "  method: ngram\n  calibration: ''\n",
+        "speculation.calibration",
+        8,
+        "must not be empty",
+    );
+    // Within the limits, every method parses; whether the build and the
+    // model can run it is decided once the model is loaded.
+    for (body, method) in [
+        ("method: ngram\n  max_draft: 16", SpecMethod::Ngram),
+        ("method: ngram\n  calibration: sts.json", SpecMethod::Ngram),
+        ("method: dspark\n  max_draft: 3", SpecMethod::Dspark),
+        (
+            "method: draft_model\n  draft_model: models/small.gguf",
+            SpecMethod::DraftModel,
+        ),
+        ("method: none\n  max_draft: 40", SpecMethod::None),
+    ] {
+        let spec = parse(&with(&format!("speculation:\n  {body}\n"))).unwrap();
+        assert_eq!(spec.speculation.method, method, "{body}");
+    }
+}
+
+#[test]
 fn every_violation_is_reported_in_document_order() {
     let yaml = "\
 inputs:
@@ -541,6 +641,8 @@ fn the_hash_ignores_layout_comments_key_order_and_explicit_defaults() {
         "inputs:\n  paths: [data.parquet]\n  prompt_column: prompt\nengine:\n  threads: 3\n  max_concurrent_rows: 2\n  kv_cache_bytes: 64MiB\noutput:\n  path: elsewhere\n  rows_per_part: 5\n  compression: none\n  overwrite: true\n",
         // A model pin guards, it does not change results.
         &with(&format!("model_sha256: {}\n", "ab".repeat(32))),
+        // Speculation is lossless: it changes speed, not what rows are drawn from.
+        &with("speculation:\n  method: ngram\n  max_draft: 8\n  calibration: sts.json\n"),
     ];
     for yaml in same {
         assert_eq!(parse(yaml).unwrap().spec_hash(), base, "{yaml}");

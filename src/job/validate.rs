@@ -8,8 +8,9 @@
 
 use std::collections::HashMap;
 
-use super::spec::{JobSpec, PromptFormat};
+use super::spec::{JobSpec, PromptFormat, SpecMethod};
 use crate::io::FIXED_COLUMNS;
+use crate::spec::ngram::MAX_DRAFT;
 
 /// One broken rule: which field, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +64,7 @@ impl JobSpec {
         if e.kv_cache_bytes == 0 {
             c.fail("engine.kv_cache_bytes", "must be greater than 0");
         }
+        self.check_speculation(&mut c);
         c.non_empty("output.path", &self.output.path);
         c.at_least_one("output.rows_per_part", self.output.rows_per_part as u64);
         if c.found.is_empty() {
@@ -147,6 +149,49 @@ impl JobSpec {
                 );
             }
             seen.entry(column).or_insert(n);
+        }
+    }
+
+    /// Whether the method exists in this build and whether the model can
+    /// run it are known only once the model is loaded; these are the rules
+    /// the spec alone decides.
+    fn check_speculation(&self, c: &mut Checker) {
+        let s = &self.speculation;
+        match s.method {
+            SpecMethod::None => {}
+            SpecMethod::Ngram if !(1..=MAX_DRAFT).contains(&s.max_draft) => c.fail(
+                "speculation.max_draft",
+                format!(
+                    "must be in 1..={MAX_DRAFT} for `ngram` (the n-gram drafter's limit), got {}",
+                    s.max_draft
+                ),
+            ),
+            _ => c.at_least_one("speculation.max_draft", s.max_draft as u64),
+        }
+        match (&s.draft_model, s.method) {
+            (None, SpecMethod::DraftModel) => c.fail(
+                "speculation.draft_model",
+                "required when speculation.method is `draft_model`",
+            ),
+            (Some(path), SpecMethod::DraftModel) => c.non_empty("speculation.draft_model", path),
+            (Some(_), other) => c.fail(
+                "speculation.draft_model",
+                format!(
+                    "set but speculation.method is `{}`; only `draft_model` uses a draft model",
+                    other.as_str()
+                ),
+            ),
+            (None, _) => {}
+        }
+        if let Some(path) = &s.calibration {
+            if s.method == SpecMethod::None {
+                c.fail(
+                    "speculation.calibration",
+                    "set but speculation.method is `none`",
+                );
+            } else {
+                c.non_empty("speculation.calibration", path);
+            }
         }
     }
 

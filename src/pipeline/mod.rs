@@ -11,6 +11,7 @@
 
 mod encode;
 mod planning;
+mod speculation;
 mod summary;
 
 use std::collections::{BTreeMap, HashMap};
@@ -40,9 +41,11 @@ use crate::model::error::ModelError;
 use crate::model::load::{LoadedModel, ModelWeights, load_model, model_sha256};
 use crate::plan::{PlanError, PlanIdentity, ShardPlan, load_or_create, resolve_shard};
 use crate::progress::{JobCounters, Progress};
+use crate::spec::{SpecStats, Sts};
 
 use encode::{Encoder, check_job_reasoning};
 pub use planning::{FinalizeOutcome, finalize_job, finalize_output, plan_job};
+use speculation::{check_job_speculation, load_calibration};
 pub use summary::RunSummary;
 
 /// KV block size in tokens (also the planner's block).
@@ -84,13 +87,15 @@ pub fn init_threads(threads: usize) {
 }
 
 /// Loads and checks everything a job needs before any work: the spec, the
-/// inputs' schema and the model.
+/// inputs' schema, the speculation calibration and the model.
 struct Checked {
     spec: JobSpec,
     spec_hash: String,
     inputs: InputPlan,
     model: LoadedModel,
     model_hash: String,
+    /// `speculation.calibration`, read and validated.
+    calibration: Option<Sts>,
 }
 
 impl Checked {
@@ -122,6 +127,7 @@ fn check(spec_path: &str, output: Option<&str>) -> Result<Checked, JobError> {
     }
     let spec_hash = spec.spec_hash();
     let inputs = validate_inputs(&spec.inputs)?;
+    let calibration = load_calibration(&spec.speculation)?;
     let model_hash = model_sha256(&spec.model)?;
     if let Some(pinned) = &spec.model_sha256
         && !pinned.eq_ignore_ascii_case(&model_hash)
@@ -135,12 +141,14 @@ fn check(spec_path: &str, output: Option<&str>) -> Result<Checked, JobError> {
     }
     let model = load_model(&spec.model)?;
     check_job_reasoning(&spec, model.chat.as_ref())?;
+    check_job_speculation(&spec, &model.weights)?;
     Ok(Checked {
         spec,
         spec_hash,
         inputs,
         model,
         model_hash,
+        calibration,
     })
 }
 
@@ -148,13 +156,14 @@ fn check(spec_path: &str, output: Option<&str>) -> Result<Checked, JobError> {
 pub fn validate_job(spec_path: &str) -> Result<String, JobError> {
     let c = check(spec_path, None)?;
     Ok(format!(
-        "spec ok: {spec_path} (spec hash {})\ninputs ok: {} file(s), {} rows\nmodel ok: {} ({}, sha256 {})\noutput: {}",
+        "spec ok: {spec_path} (spec hash {})\ninputs ok: {} file(s), {} rows\nmodel ok: {} ({}, sha256 {})\nspeculation ok: {}\noutput: {}",
         c.spec_hash,
         c.inputs.files().len(),
         c.inputs.total_rows(),
         c.model.name,
         c.model.weights.arch_name(),
         c.model_hash,
+        speculation::describe(&c.spec.speculation, c.calibration.as_ref()),
         c.spec.output.path
     ))
 }
@@ -328,9 +337,10 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
         }
         .into());
     }
+    let speculation: Option<SpecStats> = None;
     write_done(
         &root,
-        &ShardDone::from_summary(shard, &written, started.elapsed()),
+        &ShardDone::from_summary(shard, &written, started.elapsed(), speculation.clone()),
     )?;
     let outcome = finalize_job(&root, &plan)?;
     let t = written.totals;
@@ -352,5 +362,6 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
         wall_secs: started.elapsed().as_secs_f64(),
         error_kinds,
         samples,
+        speculation,
     })
 }

@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::spec::SpecStats;
+
 /// What `run` prints at the end.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
@@ -24,6 +26,8 @@ pub struct RunSummary {
     pub error_kinds: BTreeMap<&'static str, u64>,
     /// The first few answers of this run: (id, text).
     pub samples: Vec<(String, String)>,
+    /// This run's speculation counters; `None` when it did not speculate.
+    pub speculation: Option<SpecStats>,
 }
 
 /// Answers shown in the summary.
@@ -58,6 +62,20 @@ impl fmt::Display for RunSummary {
             self.wall_secs,
             self.completion_tokens as f64 / self.wall_secs.max(1e-9)
         )?;
+        if let Some(s) = &self.speculation {
+            let by_position: Vec<String> = s
+                .acceptance_by_position()
+                .iter()
+                .map(|a| format!("{a:.2}"))
+                .collect();
+            writeln!(
+                f,
+                "  speculation mean accepted length {:.2}, acceptance by position [{}], drafting in {:.0}% of decode steps",
+                s.mean_accepted_length(),
+                by_position.join(", "),
+                100.0 * s.drafting_fraction()
+            )?;
+        }
         if !self.error_kinds.is_empty() {
             let kinds: Vec<String> = self
                 .error_kinds
@@ -89,5 +107,50 @@ impl fmt::Display for RunSummary {
             "  read it     duckdb -c \"select id, status, output_text from '{}/data/**/*.parquet'\"",
             self.output
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(speculation: Option<SpecStats>) -> RunSummary {
+        RunSummary {
+            output: "out/x".into(),
+            shard: 0,
+            shards: 1,
+            pending_shards: Vec::new(),
+            total: 4,
+            ok: 4,
+            error: 0,
+            skipped: 0,
+            prompt_tokens: 40,
+            cached_tokens: 0,
+            completion_tokens: 12,
+            wall_secs: 2.0,
+            error_kinds: BTreeMap::new(),
+            samples: Vec::new(),
+            speculation,
+        }
+    }
+
+    #[test]
+    fn speculation_gets_one_line_when_present() {
+        assert!(!summary(None).to_string().contains("speculation"));
+        let mut s = SpecStats {
+            decode_steps: 4,
+            drafting_steps: 3,
+            ..SpecStats::default()
+        };
+        s.record_round(2, 2);
+        s.record_round(2, 0);
+        let text = summary(Some(s)).to_string();
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("speculation")).collect();
+        assert_eq!(
+            lines,
+            [
+                "  speculation mean accepted length 2.00, acceptance by position [0.50, 0.50], drafting in 75% of decode steps"
+            ]
+        );
     }
 }

@@ -30,6 +30,12 @@ use super::{Draft, TokenDist};
 
 /// The longest n-gram the index holds: four u32 ids fill its fixed-size key.
 pub const MAX_N: usize = 4;
+/// The most draft tokens per row per step a job may ask of this drafter
+/// (`speculation.max_draft`). The index has no such limit; this bounds what
+/// a job may spend, since each verified draft token takes a slot of the
+/// step's token budget while the chance it is kept is the product of the
+/// acceptances before it.
+pub const MAX_DRAFT: usize = 16;
 /// Weight of each new outcome in the acceptance averages.
 pub const EMA_WEIGHT: f64 = 0.1;
 

@@ -106,6 +106,10 @@ pub struct Dsv4Weights {
     pub norm: Vec<f32>,
     pub hc_head: MhcWeights,
     pub layers: Vec<BlockWeights>,
+    /// Multi-token-prediction (DSpark) stages present in the checkpoint:
+    /// the distinct `i` of its `mtp.{i}.*` tensors. Their tensors are not
+    /// loaded yet; this only says whether a drafter could be.
+    pub mtp_stages: usize,
 }
 
 /// Takes tensors by name with their expected dtype and shape, remembering
@@ -469,6 +473,35 @@ impl Dsv4Weights {
             norm,
             hc_head,
             layers,
+            mtp_stages: mtp_stages(st.tensor_names()),
         })
+    }
+}
+
+/// The distinct stage indices among `mtp.{i}.*` tensor names.
+fn mtp_stages<'a>(names: impl Iterator<Item = &'a str>) -> usize {
+    names
+        .filter_map(|n| n.strip_prefix("mtp.")?.split_once('.'))
+        .filter_map(|(i, _)| i.parse::<usize>().ok())
+        .collect::<HashSet<_>>()
+        .len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mtp_stages_count_distinct_indices() {
+        let names = [
+            "layers.0.attn.wq_a.weight",
+            "mtp.0.e_proj.weight",
+            "mtp.0.h_proj.weight",
+            "mtp.1.norm.weight",
+            "mtp.x.norm.weight",
+            "mtp.2",
+        ];
+        assert_eq!(mtp_stages(names.into_iter()), 2);
+        assert_eq!(mtp_stages(["embed.weight"].into_iter()), 0);
     }
 }

@@ -1,0 +1,191 @@
+//! The `speculation` checks that need more than the spec text: the
+//! calibration file, and whether this build and the loaded model can run
+//! the method.
+//!
+//! Invariant: every refusal is a [`SpecError`] (exit code 2) raised while
+//! the job is checked, before any output is written. The calibration is read
+//! before the model is hashed and loaded, so a bad path fails at once.
+
+use std::path::Path;
+
+use crate::job::SpecError;
+use crate::job::spec::{JobSpec, SpecMethod, SpeculationSpec};
+use crate::model::load::ModelWeights;
+use crate::spec::Sts;
+
+/// Reads `speculation.calibration`, if set. A relative path resolves against
+/// the working directory, like the spec's other paths.
+pub(crate) fn load_calibration(s: &SpeculationSpec) -> Result<Option<Sts>, SpecError> {
+    s.calibration
+        .as_deref()
+        .map(|path| Sts::load(Path::new(path)).map_err(|source| SpecError::Calibration { source }))
+        .transpose()
+}
+
+/// One line for `specbatch validate`: the method, γ and the calibration.
+pub(crate) fn describe(s: &SpeculationSpec, calibration: Option<&Sts>) -> String {
+    if s.method == SpecMethod::None {
+        return "none".to_string();
+    }
+    let mut line = format!("{}, max_draft {}", s.method.as_str(), s.max_draft);
+    if let (Some(path), Some(sts)) = (&s.calibration, calibration) {
+        line += &format!(
+            ", calibration {path} ({} position(s))",
+            sts.temperatures().len()
+        );
+    }
+    line
+}
+
+/// What the method checks need to know about the model.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Dense,
+    DeepseekV4 { mtp_stages: usize },
+}
+
+impl Target {
+    fn of(weights: &ModelWeights) -> Target {
+        match weights {
+            ModelWeights::Dense(_) => Target::Dense,
+            ModelWeights::DeepseekV4(w) => Target::DeepseekV4 {
+                mtp_stages: w.mtp_stages,
+            },
+        }
+    }
+}
+
+/// The job-level rule, checked once the model is loaded: a method this build
+/// cannot run on this model fails the job rather than silently running
+/// without speculation.
+pub(crate) fn check_job_speculation(
+    spec: &JobSpec,
+    weights: &ModelWeights,
+) -> Result<(), SpecError> {
+    method_refusal(spec.speculation.method, Target::of(weights), &spec.model)
+}
+
+fn method_refusal(method: SpecMethod, target: Target, model: &str) -> Result<(), SpecError> {
+    const FIELD: &str = "speculation.method";
+    let mismatch = |message: &str| SpecError::ModelMismatch {
+        field: FIELD,
+        model: model.to_string(),
+        message: message.to_string(),
+    };
+    let not_implemented = || SpecError::NotImplemented {
+        field: FIELD,
+        message: format!("`{}` is not implemented yet", method.as_str()),
+    };
+    match (method, target) {
+        (SpecMethod::None, _) | (SpecMethod::Ngram, Target::Dense) => Ok(()),
+        // The CPU DeepSeek-V4 executor has no way to drop rejected tokens
+        // from its compressed attention state.
+        (SpecMethod::Ngram, Target::DeepseekV4 { .. }) => Err(mismatch(
+            "`ngram` is not supported for deepseek_v4 yet: rolling back rejected drafts \
+             in the compressed attention state is not implemented",
+        )),
+        (SpecMethod::DraftModel, _) => Err(not_implemented()),
+        (SpecMethod::Dspark, Target::DeepseekV4 { mtp_stages }) if mtp_stages > 0 => {
+            Err(not_implemented())
+        }
+        (SpecMethod::Dspark, _) => Err(mismatch(
+            "`dspark` needs a DeepSeek-V4 checkpoint with DSpark (mtp.*) tensors; this model has none",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DSV4_WITH_MTP: Target = Target::DeepseekV4 { mtp_stages: 1 };
+    const DSV4_WITHOUT_MTP: Target = Target::DeepseekV4 { mtp_stages: 0 };
+
+    fn refusal(method: SpecMethod, target: Target) -> Option<String> {
+        method_refusal(method, target, "m")
+            .err()
+            .map(|e| e.to_string())
+    }
+
+    #[test]
+    fn none_runs_everywhere_and_ngram_on_dense_models() {
+        for target in [Target::Dense, DSV4_WITH_MTP, DSV4_WITHOUT_MTP] {
+            assert_eq!(refusal(SpecMethod::None, target), None);
+        }
+        assert_eq!(refusal(SpecMethod::Ngram, Target::Dense), None);
+    }
+
+    #[test]
+    fn ngram_on_deepseek_v4_is_refused_for_its_rollback() {
+        for target in [DSV4_WITH_MTP, DSV4_WITHOUT_MTP] {
+            let e = refusal(SpecMethod::Ngram, target).unwrap();
+            assert!(e.starts_with("speculation.method: `ngram` is not supported for deepseek_v4"));
+            assert!(e.contains("rolling back rejected drafts"), "{e}");
+            assert!(e.ends_with("(model `m`)"), "{e}");
+        }
+    }
+
+    #[test]
+    fn draft_model_is_not_implemented_on_any_model() {
+        for target in [Target::Dense, DSV4_WITH_MTP] {
+            assert_eq!(
+                refusal(SpecMethod::DraftModel, target).as_deref(),
+                Some("speculation.method: `draft_model` is not implemented yet")
+            );
+        }
+    }
+
+    #[test]
+    fn dspark_needs_mtp_tensors_before_it_is_not_implemented() {
+        for target in [Target::Dense, DSV4_WITHOUT_MTP] {
+            let e = refusal(SpecMethod::Dspark, target).unwrap();
+            assert_eq!(
+                e,
+                "speculation.method: `dspark` needs a DeepSeek-V4 checkpoint with DSpark \
+                 (mtp.*) tensors; this model has none (model `m`)"
+            );
+        }
+        assert_eq!(
+            refusal(SpecMethod::Dspark, DSV4_WITH_MTP).as_deref(),
+            Some("speculation.method: `dspark` is not implemented yet")
+        );
+    }
+
+    #[test]
+    fn calibration_errors_name_the_field_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = |path: &Path| SpeculationSpec {
+            method: SpecMethod::Ngram,
+            calibration: Some(path.display().to_string()),
+            ..SpeculationSpec::default()
+        };
+        assert!(
+            load_calibration(&SpeculationSpec::default())
+                .unwrap()
+                .is_none()
+        );
+
+        let missing = dir.path().join("missing.json");
+        let e = load_calibration(&spec(&missing)).unwrap_err().to_string();
+        assert!(e.starts_with("speculation.calibration: "), "{e}");
+        assert!(e.contains("missing.json"), "{e}");
+
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, r#"{"version": 1, "temperatures": [0.0]}"#).unwrap();
+        let e = load_calibration(&spec(&bad)).unwrap_err().to_string();
+        assert!(e.contains("bad.json") && e.contains("invalid"), "{e}");
+
+        let good = dir.path().join("good.json");
+        Sts::new(vec![1.5, 0.75]).unwrap().save(&good).unwrap();
+        let sts = load_calibration(&spec(&good)).unwrap().unwrap();
+        assert_eq!(sts.temperatures(), &[1.5, 0.75]);
+        assert_eq!(
+            describe(&spec(&good), Some(&sts)),
+            format!(
+                "ngram, max_draft 5, calibration {} (2 position(s))",
+                good.display()
+            )
+        );
+        assert_eq!(describe(&SpeculationSpec::default(), None), "none");
+    }
+}
