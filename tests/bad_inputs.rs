@@ -5,27 +5,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use specbatch::model::gguf::write::GgufWriter;
 use specbatch::model::gguf::{GgufFile, MetaValue};
 
-struct Run {
-    code: Option<i32>,
-    stderr: String,
-}
-
-fn specbatch(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_specbatch"))
-        .current_dir(common::root())
-        .args(args)
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use common::{Run, specbatch};
 
 /// A valid spec over the quickstart data, with `extra` YAML appended.
 fn spec(dir: &Path, model: &str, input: &str, out: &Path, extra: &str) -> PathBuf {

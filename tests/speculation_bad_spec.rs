@@ -7,29 +7,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn specbatch(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_specbatch"))
-        .current_dir(common::root())
-        .args(args)
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use common::specbatch;
 
 /// A job over the quickstart data on `model` with `speculation` as given
 /// (the section's body, indented), its output at `dir/out`.

@@ -17,6 +17,7 @@ use crossbeam::channel::{Receiver, Sender};
 use super::sampler::{Sampler, SamplingParams};
 use super::scheduler::{GroupTag, PrefillStats, Rejection, Scheduler, SchedulerConfig, SeqId};
 use super::speculation::{SpeculationConfig, Speculator};
+use super::sps_profile::ProfileError;
 use crate::backend::executor::{BackendError, Executor};
 use crate::io::row::{
     FinishReason, Generation, RowError, RowErrorKind, RowKey, RowResult, RowTimings,
@@ -67,6 +68,8 @@ pub enum EngineError {
     Tokenizer(#[from] TokenizerError),
     #[error("the output stage stopped accepting results")]
     OutputClosed,
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
 }
 
 struct Active {
@@ -346,8 +349,8 @@ impl<'t, E: Executor> Engine<'t, E> {
                 finish_reason: reason,
                 cached_tokens: cached as u32,
                 completion_tokens: a.generated as u32,
-                draft_tokens_proposed: 0,
-                draft_tokens_accepted: 0,
+                draft_tokens_proposed: a.drafts_verified as u32,
+                draft_tokens_accepted: a.drafts_accepted as u32,
                 timings: RowTimings {
                     time_to_first_token_ms: ms(a.first_token.unwrap_or(now)),
                     latency_ms: ms(now),

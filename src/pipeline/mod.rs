@@ -26,7 +26,7 @@ use rayon::prelude::*;
 use crate::backend::cpu::dense::CpuDenseExecutor;
 use crate::backend::cpu::dsv4::CpuDsv4Executor;
 use crate::backend::executor::Executor;
-use crate::engine::runner::{Engine, EngineConfig, EngineCounters, Request};
+use crate::engine::runner::{Engine, EngineConfig, EngineCounters, EngineError, Request};
 use crate::engine::scheduler::GroupTag;
 use crate::error::JobError;
 use crate::io::row::{InputRow, RowResult};
@@ -45,7 +45,7 @@ use crate::spec::{SpecStats, Sts};
 
 use encode::{Encoder, check_job_reasoning};
 pub use planning::{FinalizeOutcome, finalize_job, finalize_output, plan_job};
-use speculation::{check_job_speculation, load_calibration};
+use speculation::{check_job_speculation, engine_speculation, load_calibration};
 pub use summary::RunSummary;
 
 /// KV block size in tokens (also the planner's block).
@@ -223,6 +223,8 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
         spec,
         inputs,
         model,
+        calibration,
+        model_hash,
         ..
     } = checked;
     let mut writer = state.into_writer(WriterConfig::new(&spec.output, &model.name));
@@ -233,7 +235,7 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
         ..
     } = model;
     let kv_bytes = spec.engine.kv_cache_bytes;
-    let exec: Box<dyn Executor> = match weights {
+    let mut exec: Box<dyn Executor> = match weights {
         ModelWeights::Dense(w) => Box::new(CpuDenseExecutor::new(*w, kv_bytes, BLOCK_SIZE)),
         ModelWeights::DeepseekV4(w) => Box::new(CpuDsv4Executor::new(
             Dsv4Model::new(*w, Precision::Official),
@@ -242,13 +244,15 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
             spec.engine.max_concurrent_rows,
         )),
     };
+    let speculation = engine_speculation(&spec, calibration, &mut *exec, &model_hash)
+        .map_err(EngineError::from)?;
     let engine_cfg = EngineConfig {
         max_running: spec.engine.max_concurrent_rows,
         max_batch_tokens: spec.engine.max_batch_tokens,
         block_size: BLOCK_SIZE,
         stop: spec.generation.stop.clone(),
         prefix_reuse: opts.reuse != ReuseMode::Off,
-        speculation: None,
+        speculation,
     };
     let engine_counters = Arc::new(EngineCounters::default());
     let job_counters = Arc::new(JobCounters::default());
@@ -337,7 +341,7 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
         }
         .into());
     }
-    let speculation: Option<SpecStats> = None;
+    let speculation: Option<SpecStats> = engine.spec_stats().cloned();
     write_done(
         &root,
         &ShardDone::from_summary(shard, &written, started.elapsed(), speculation.clone()),

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// Directory holding the real models (`scripts/fetch_models.sh` fills it).
 pub fn model_dir() -> PathBuf {
@@ -76,4 +77,25 @@ pub fn commits(out: &Path, shard: u32) -> usize {
                 .count()
         })
         .unwrap_or(0)
+}
+
+/// What a run of the `specbatch` binary printed and returned.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the `specbatch` binary of this build from the crate root.
+pub fn specbatch(args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_specbatch"))
+        .current_dir(root())
+        .args(args)
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
