@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use specbatch::model::gguf::write::GgufWriter;
 use specbatch::model::gguf::{GgufFile, MetaValue};
 
-use common::{Run, specbatch};
+use common::{assert_exit_2, specbatch};
 
 /// A valid spec over the quickstart data, with `extra` YAML appended.
 fn spec(dir: &Path, model: &str, input: &str, out: &Path, extra: &str) -> PathBuf {
@@ -28,22 +28,6 @@ fn quickstart_input() -> String {
         .join("datasets/quickstart.parquet")
         .display()
         .to_string()
-}
-
-fn assert_refused(run: &Run, needles: &[&str]) {
-    assert_eq!(
-        run.code,
-        Some(2),
-        "exit code 2 expected; stderr: {}",
-        run.stderr
-    );
-    for n in needles {
-        assert!(
-            run.stderr.contains(n),
-            "stderr should mention `{n}`: {}",
-            run.stderr
-        );
-    }
 }
 
 /// Rewrites a GGUF file through our reader and writer, letting `edit`
@@ -84,7 +68,7 @@ fn bad_specs_inputs_and_models_exit_2_naming_the_culprit() {
 
     // Spec: unknown key, ill-typed field, value out of range.
     let s = spec(d, &model, &input, &out, "generation:\n  temprature: 0.5\n");
-    assert_refused(
+    assert_exit_2(
         &specbatch(&["validate", s.to_str().unwrap()]),
         &["generation.temprature", "line 7"],
     );
@@ -95,7 +79,7 @@ fn bad_specs_inputs_and_models_exit_2_naming_the_culprit() {
         &out,
         "engine:\n  max_batch_tokens: many\n",
     );
-    assert_refused(
+    assert_exit_2(
         &specbatch(&["run", s.to_str().unwrap()]),
         &["engine.max_batch_tokens"],
     );
@@ -108,7 +92,7 @@ fn bad_specs_inputs_and_models_exit_2_naming_the_culprit() {
         &out,
         "generation:\n  reasoning: think_high\n",
     );
-    assert_refused(
+    assert_exit_2(
         &specbatch(&["validate", s.to_str().unwrap()]),
         &["generation.reasoning", "think_high", "chatml"],
     );
@@ -116,14 +100,14 @@ fn bad_specs_inputs_and_models_exit_2_naming_the_culprit() {
     // Inputs: missing file, not Parquet, truncated, missing column.
     let missing = d.join("nope.parquet");
     let s = spec(d, &model, missing.to_str().unwrap(), &out, "");
-    assert_refused(
+    assert_exit_2(
         &specbatch(&["validate", s.to_str().unwrap()]),
         &["nope.parquet"],
     );
     let not_parquet = d.join("text.parquet");
     std::fs::write(&not_parquet, "id,prompt\n1,hello\n").unwrap();
     let s = spec(d, &model, not_parquet.to_str().unwrap(), &out, "");
-    assert_refused(
+    assert_exit_2(
         &specbatch(&["validate", s.to_str().unwrap()]),
         &["text.parquet"],
     );
@@ -131,7 +115,7 @@ fn bad_specs_inputs_and_models_exit_2_naming_the_culprit() {
     let bytes = std::fs::read(&input).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     let s = spec(d, &model, truncated.to_str().unwrap(), &out, "");
-    assert_refused(
+    assert_exit_2(
         &specbatch(&["validate", s.to_str().unwrap()]),
         &["truncated.parquet"],
     );
@@ -143,12 +127,12 @@ fn bad_specs_inputs_and_models_exit_2_naming_the_culprit() {
         .unwrap()
         .replace("prompt_column: prompt", "prompt_column: question");
     std::fs::write(&s, text).unwrap();
-    assert_refused(&specbatch(&["validate", &s]), &["question"]);
+    assert_exit_2(&specbatch(&["validate", &s]), &["question"]);
 
     // Models: absent, wrong hash, truncated, missing tensor, unsupported
     // type, metadata that disagrees with the tensor shapes.
     let s = spec(d, "/no/such/model.gguf", &input, &out, "");
-    assert_refused(
+    assert_exit_2(
         &specbatch(&["validate", s.to_str().unwrap()]),
         &["/no/such/model.gguf"],
     );
@@ -159,7 +143,7 @@ fn bad_specs_inputs_and_models_exit_2_naming_the_culprit() {
         &out,
         &format!("model_sha256: {}\n", "0".repeat(64)),
     );
-    assert_refused(
+    assert_exit_2(
         &specbatch(&["validate", s.to_str().unwrap()]),
         &["sha256", &"0".repeat(64)],
     );
@@ -167,7 +151,7 @@ fn bad_specs_inputs_and_models_exit_2_naming_the_culprit() {
     let full = std::fs::read(&model).unwrap();
     std::fs::write(&short, &full[..full.len() / 2]).unwrap();
     let s = spec(d, short.to_str().unwrap(), &input, &out, "");
-    assert_refused(
+    assert_exit_2(
         &specbatch(&["validate", s.to_str().unwrap()]),
         &["short.gguf", "truncated"],
     );
@@ -179,7 +163,7 @@ fn bad_specs_inputs_and_models_exit_2_naming_the_culprit() {
         |n| n != "blk.3.ffn_up.weight",
     );
     let s = spec(d, no_tensor.to_str().unwrap(), &input, &out, "");
-    assert_refused(
+    assert_exit_2(
         &specbatch(&["validate", s.to_str().unwrap()]),
         &["blk.3.ffn_up.weight"],
     );
@@ -197,7 +181,7 @@ fn bad_specs_inputs_and_models_exit_2_naming_the_culprit() {
         |_| true,
     );
     let s = spec(d, wrong_shape.to_str().unwrap(), &input, &out, "");
-    assert_refused(
+    assert_exit_2(
         &specbatch(&["validate", s.to_str().unwrap()]),
         &["blk.0.ffn_gate.weight", "1024"],
     );
@@ -211,7 +195,7 @@ fn bad_specs_inputs_and_models_exit_2_naming_the_culprit() {
     let bad_type = d.join("bad_type.gguf");
     std::fs::write(&bad_type, patched).unwrap();
     let s = spec(d, bad_type.to_str().unwrap(), &input, &out, "");
-    assert_refused(
+    assert_exit_2(
         &specbatch(&["validate", s.to_str().unwrap()]),
         &["blk.0.attn_q.weight", "Q4_0"],
     );
@@ -235,7 +219,7 @@ fn an_output_directory_of_another_job_is_refused_unless_overwritten() {
     let r = specbatch(&["run", first.to_str().unwrap()]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let other = spec(d, &model, input, &out, "generation:\n  max_new_tokens: 3\n");
-    assert_refused(
+    assert_exit_2(
         &specbatch(&["run", other.to_str().unwrap()]),
         &["overwrite"],
     );

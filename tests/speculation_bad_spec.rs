@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 
-use common::specbatch;
+use common::{assert_exit_2, specbatch};
 
 /// A job over the quickstart data on `model` with `speculation` as given
 /// (the section's body, indented), its output at `dir/out`.
@@ -34,19 +34,7 @@ fn assert_refused(model: &str, speculation: &str, needles: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let spec = job(tmp.path(), model, speculation);
     let run = specbatch(&["run", spec.to_str().unwrap()]);
-    assert_eq!(
-        run.code,
-        Some(2),
-        "exit code 2 expected; stderr: {}",
-        run.stderr
-    );
-    for n in needles {
-        assert!(
-            run.stderr.contains(n),
-            "stderr should mention `{n}`: {}",
-            run.stderr
-        );
-    }
+    assert_exit_2(&run, needles);
     assert!(
         !tmp.path().join("out").exists(),
         "nothing is written before the job is checked"

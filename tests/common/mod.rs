@@ -99,3 +99,21 @@ pub fn specbatch(args: &[&str]) -> Run {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// The run exited with code 2 and its stderr names every needle.
+#[track_caller]
+pub fn assert_exit_2(run: &Run, needles: &[&str]) {
+    assert_eq!(
+        run.code,
+        Some(2),
+        "exit code 2 expected; stderr: {}",
+        run.stderr
+    );
+    for n in needles {
+        assert!(
+            run.stderr.contains(n),
+            "stderr should mention `{n}`: {}",
+            run.stderr
+        );
+    }
+}
