@@ -122,9 +122,10 @@ impl SpsTable {
         &self.points
     }
 
-    /// Writes the table under `key` (name the model and the machine). The
-    /// file is written beside its final name and renamed into place, so a
-    /// crash never leaves a truncated cache behind.
+    /// Writes the table under `key` (name the model and the machine),
+    /// making the cache directory if needed. The file is written beside its
+    /// final name and renamed into place, so a crash never leaves a
+    /// truncated cache behind.
     pub fn save(&self, path: &Path, key: &str) -> Result<(), SpsError> {
         let file = CacheFile {
             version: FORMAT_VERSION,
@@ -141,6 +142,9 @@ impl SpsTable {
             path: path.to_path_buf(),
             source,
         };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
         std::fs::write(&tmp, json).map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)
     }
@@ -239,7 +243,8 @@ mod tests {
     #[test]
     fn the_cache_round_trips_under_its_key_only() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sps.json");
+        // A fresh machine has no cache directory yet.
+        let path = dir.path().join("cache/specbatch/sps.json");
         assert!(
             SpsTable::load(&path, "m@h").unwrap().is_none(),
             "no file yet"
