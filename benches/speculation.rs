@@ -7,7 +7,8 @@
 //! `datasets/corpus_qa_sample.parquet` (about 1.5K-token documents whose
 //! answers copy the text), wrapped in ChatML, greedy, up to
 //! `MAX_NEW` tokens each; a point at concurrency c runs max(c, 8) rows.
-//! The budget uses the step rate measured on this machine at start.
+//! The budget uses the step rate measured on this machine (cached like a
+//! job's).
 //!
 //! Usage: cargo bench --bench speculation -- [MODEL.gguf ...] [--rows C ...]
 //! (defaults: models/smollm2-135m-instruct-q4_1.gguf, concurrency 1 4 16 64).
@@ -24,7 +25,7 @@ use specbatch::engine::sampler::SamplingParams;
 use specbatch::engine::speculation::SpeculationConfig;
 use specbatch::engine::sps_profile;
 use specbatch::io::row::{RowKey, RowResult};
-use specbatch::model::load::load_model;
+use specbatch::model::load::{load_model, model_sha256};
 use specbatch::spec::SpecStats;
 use specbatch::text::ReasoningMode;
 
@@ -64,7 +65,8 @@ fn prompts() -> Vec<String> {
     out
 }
 
-fn run(model: &str, rows: usize, concurrency: usize, speculate: bool) -> Point {
+/// `speculate`: the model's sha256 (the step-rate cache key), or plain.
+fn run(model: &str, rows: usize, concurrency: usize, speculate: Option<&str>) -> Point {
     let m = load_model(model).expect("model loads");
     let tok = m.tokenizer.clone();
     let mut exec = CpuDenseExecutor::new(
@@ -72,14 +74,9 @@ fn run(model: &str, rows: usize, concurrency: usize, speculate: bool) -> Point {
         1 << 30,
         BLOCK,
     );
-    let speculation = speculate.then(|| {
-        let max_tokens = MAX_BATCH_TOKENS.min(concurrency * (1 + GAMMA));
-        let cache = std::env::temp_dir().join(format!(
-            "specbatch-bench-sps-{}-{max_tokens}.json",
-            Path::new(model).file_stem().unwrap().to_string_lossy()
-        ));
-        let sps = sps_profile::cached_or_measured(&mut exec, BLOCK, max_tokens, &cache, "bench")
-            .expect("step rate");
+    let speculation = speculate.map(|sha| {
+        let max_tokens = sps_profile::probe_limit(MAX_BATCH_TOKENS, concurrency, GAMMA);
+        let sps = sps_profile::for_model(&mut exec, BLOCK, max_tokens, sha).expect("step rate");
         SpeculationConfig {
             max_draft: GAMMA,
             sps,
@@ -174,10 +171,11 @@ fn main() {
         "model,concurrency,rows,plain_tok_s,ngram_tok_s,speedup,plain_row_decode_tok_s,ngram_row_decode_tok_s,row_decode_speedup,mean_accepted_length,acceptance_by_position,drafting_steps_fraction,same_text"
     );
     for model in &models {
+        let sha = model_sha256(model).expect("model hashes");
         for &c in &concurrencies {
             let rows = c.max(8);
-            let plain = run(model, rows, c, false);
-            let spec = run(model, rows, c, true);
+            let plain = run(model, rows, c, None);
+            let spec = run(model, rows, c, Some(&sha));
             let tps = |p: &Point| p.completion as f64 / p.secs;
             let stats = spec.stats.clone().unwrap_or_default();
             let by_pos: Vec<String> = stats

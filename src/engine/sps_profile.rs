@@ -7,8 +7,10 @@
 //! overwrite them before they read them. The contents do not matter for
 //! timing, only the shape of the work does.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
 
 use crate::backend::executor::{BackendError, Executor, ForwardBatch, SeqChunk};
 use crate::kv::blocks_for;
@@ -39,10 +41,63 @@ pub fn probe_sizes(max_tokens: usize) -> Vec<usize> {
     sizes
 }
 
+/// The most tokens a step of speculating decode rows can hold: every row's
+/// anchor and `max_draft` drafts, within `max_batch_tokens`.
+pub fn probe_limit(max_batch_tokens: usize, max_running: usize, max_draft: usize) -> usize {
+    max_batch_tokens.min(max_running * (1 + max_draft))
+}
+
+/// The table for this model on this machine, from the cache in
+/// `$XDG_CACHE_HOME/specbatch` (else `~/.cache/specbatch`, else the temp
+/// dir), or measured and stored there. The key names everything the rates
+/// depend on: build, model, CPU, threads, block size, probe and range.
+pub fn for_model<E: Executor + ?Sized>(
+    exec: &mut E,
+    block_size: usize,
+    max_tokens: usize,
+    model_sha256: &str,
+) -> Result<SpsTable, ProfileError> {
+    let key = format!(
+        "specbatch {} | model sha256 {model_sha256} | cpu {} | threads {} | block {block_size} | probe position {PROBE_POSITION} | up to {max_tokens} tokens",
+        env!("CARGO_PKG_VERSION"),
+        cpu_name(),
+        rayon::current_num_threads(),
+    );
+    // The key itself is stored in the file and compared in full; its hash
+    // only names the file.
+    let digest: String = Sha256::digest(key.as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let cache = cache_dir().join(format!("sps-{digest}.json"));
+    cached_or_measured(exec, block_size, max_tokens, &cache, &key)
+}
+
+fn cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("specbatch")
+}
+
+/// The CPU model as /proc/cpuinfo names it (Linux), else "unknown".
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|n| n.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
 /// Loads the table cached under `key` at `cache`, or measures it and
 /// stores it there. A cache that cannot be read or written is reported on
 /// stderr and the table measured afresh: it only saves time.
-pub fn cached_or_measured<E: Executor + ?Sized>(
+fn cached_or_measured<E: Executor + ?Sized>(
     exec: &mut E,
     block_size: usize,
     max_tokens: usize,

@@ -6,11 +6,11 @@
 //! the job is checked, before any output is written. The calibration is read
 //! before the model is hashed and loaded, so a bad path fails at once.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::backend::executor::Executor;
 use crate::engine::speculation::SpeculationConfig;
-use crate::engine::sps_profile::{self, PROBE_POSITION, ProfileError};
+use crate::engine::sps_profile::{self, ProfileError};
 use crate::job::SpecError;
 use crate::job::spec::{JobSpec, SpecMethod, SpeculationSpec};
 use crate::model::load::ModelWeights;
@@ -42,8 +42,8 @@ pub(crate) fn describe(s: &SpeculationSpec, calibration: Option<&Sts>) -> String
 }
 
 /// The engine's speculation for a checked job: `None` for method `none`,
-/// otherwise γ, the calibration and the step rate of this backend (measured
-/// once per model, machine and batch range, then read from the cache).
+/// otherwise γ, the calibration and the step rate of this backend
+/// ([`sps_profile::for_model`]).
 pub(crate) fn engine_speculation<E: Executor + ?Sized>(
     spec: &JobSpec,
     calibration: Option<Sts>,
@@ -55,58 +55,13 @@ pub(crate) fn engine_speculation<E: Executor + ?Sized>(
     }
     let max_draft = spec.speculation.max_draft;
     let e = &spec.engine;
-    let max_tokens = e
-        .max_batch_tokens
-        .min(e.max_concurrent_rows * (1 + max_draft));
-    let key = format!(
-        "specbatch {} | model sha256 {model_hash} | cpu {} | threads {} | block {BLOCK_SIZE} | probe position {PROBE_POSITION} | up to {max_tokens} tokens",
-        env!("CARGO_PKG_VERSION"),
-        cpu_name(),
-        rayon::current_num_threads(),
-    );
-    let name = format!("sps-{:016x}.json", fnv1a(key.as_bytes()));
-    let sps = sps_profile::cached_or_measured(
-        exec,
-        BLOCK_SIZE,
-        max_tokens,
-        &cache_dir().join(name),
-        &key,
-    )?;
+    let max_tokens = sps_profile::probe_limit(e.max_batch_tokens, e.max_concurrent_rows, max_draft);
+    let sps = sps_profile::for_model(exec, BLOCK_SIZE, max_tokens, model_hash)?;
     Ok(Some(SpeculationConfig {
         max_draft,
         sps,
         calibration,
     }))
-}
-
-/// `$XDG_CACHE_HOME/specbatch`, else `~/.cache/specbatch`, else the temp dir.
-fn cache_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("specbatch")
-}
-
-/// The CPU model as /proc/cpuinfo names it (Linux), else "unknown".
-fn cpu_name() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|n| n.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
-/// FNV-1a, 64 bits: a stable file name for a cache key (the key itself is
-/// stored in the file and compared in full).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// What the method checks need to know about the model.
