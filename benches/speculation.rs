@@ -1,17 +1,24 @@
-//! Plain decoding against n-gram speculation, on the same rows, model and
-//! engine, in one process: output tokens per second end to end, the mean
-//! per-row decode rate (completion tokens after the first over the time
-//! after it), and speculation's own counters, at several concurrencies.
+//! Plain decoding against each drafter, on the same rows, model and engine,
+//! in one process: output tokens per second end to end, the mean per-row
+//! decode rate (completion tokens after the first over the time after it),
+//! and speculation's own counters, at several concurrencies.
 //!
-//! Rows are the long-context extraction and QA prompts of
-//! `datasets/corpus_qa_sample.parquet` (about 1.5K-token documents whose
-//! answers copy the text), wrapped in ChatML, greedy, up to
-//! `MAX_NEW` tokens each; a point at concurrency c runs max(c, 8) rows.
-//! The budget uses the step rate measured on this machine (cached like a
-//! job's).
+//! Prompt sets (greedy, up to `MAX_NEW` tokens each, ChatML; a point at
+//! concurrency c runs max(c, 8) rows):
+//! - `qa`: the long-context extraction and QA prompts of
+//!   `datasets/corpus_qa_sample.parquet` (about 1.5K-token Austen documents
+//!   whose answers copy the text);
+//! - `code`: short programming tasks;
+//! - `prose`: continue the opening of each of those Austen documents.
 //!
-//! Usage: cargo bench --bench speculation -- [MODEL.gguf ...] [--rows C ...]
-//! (defaults: models/smollm2-135m-instruct-q4_1.gguf, concurrency 1 4 16 64).
+//! Methods: `plain`, `ngram`, and `draft_model` when `--draft` names a draft
+//! model. The budget uses the step rates measured on this machine (cached
+//! like a job's). Also printed per model: the measured cost of verifying
+//! γ+1 tokens of one row relative to one decode step, SPS(1)/SPS(γ+1).
+//!
+//! Usage: cargo bench --bench speculation -- [--model M.gguf] [--draft D.gguf]
+//!   [--prompts qa code prose] [--rows C ...]
+//! (defaults: SmolLM2-135M, no draft, qa, concurrency 1 4 16 64).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,19 +27,36 @@ use std::time::Instant;
 use arrow_array::{Array, StringArray};
 use crossbeam::channel::bounded;
 use specbatch::backend::cpu::dense::CpuDenseExecutor;
+use specbatch::engine::draft_model::{DraftCosts, DraftModel};
+use specbatch::engine::drafter::{Drafter, NgramDrafters};
 use specbatch::engine::runner::{Engine, EngineConfig, EngineCounters, Request};
 use specbatch::engine::sampler::SamplingParams;
-use specbatch::engine::speculation::SpeculationConfig;
+use specbatch::engine::speculation::{SpeculationConfig, Speculator};
 use specbatch::engine::sps_profile;
 use specbatch::io::row::{RowKey, RowResult};
 use specbatch::model::load::{load_model, model_sha256};
-use specbatch::spec::SpecStats;
+use specbatch::spec::{SpecStats, SpsTable};
 use specbatch::text::ReasoningMode;
 
 const BLOCK: usize = 16;
-const MAX_NEW: usize = 64;
+const MAX_NEW: usize = 96;
 const MAX_BATCH_TOKENS: usize = 512;
 const GAMMA: usize = 5;
+/// KV for the target; a draft model gets the same again.
+const KV_BYTES: u64 = 1 << 30;
+/// Characters of each Austen document a `prose` prompt quotes.
+const PROSE_CHARS: usize = 1200;
+
+const CODE_TASKS: [&str; 8] = [
+    "Write a Python function that checks whether a number is prime, with a docstring and tests.",
+    "Write a Python function that returns the n-th Fibonacci number iteratively, with a docstring and tests.",
+    "Write a Python function that reverses the words in a sentence, with a docstring and tests.",
+    "Write a Python class for a stack with push, pop, peek and is_empty methods, with docstrings.",
+    "Write a Python function that merges two sorted lists into one sorted list, with a docstring and tests.",
+    "Write a Python function that counts the vowels in a string, with a docstring and tests.",
+    "Write a Python function that computes the greatest common divisor of two integers, with a docstring and tests.",
+    "Write a Python function that flattens a nested list of integers, with a docstring and tests.",
+];
 
 struct Point {
     secs: f64,
@@ -42,7 +66,24 @@ struct Point {
     stats: Option<SpecStats>,
 }
 
-fn prompts() -> Vec<String> {
+#[derive(Clone, Copy, PartialEq)]
+enum Method {
+    Plain,
+    Ngram,
+    DraftModel,
+}
+
+impl Method {
+    fn name(self) -> &'static str {
+        match self {
+            Method::Plain => "plain",
+            Method::Ngram => "ngram",
+            Method::DraftModel => "draft_model",
+        }
+    }
+}
+
+fn corpus_documents() -> Vec<String> {
     let file = std::fs::File::open("datasets/corpus_qa_sample.parquet")
         .expect("datasets/corpus_qa_sample.parquet (run from the crate root)");
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
@@ -55,44 +96,85 @@ fn prompts() -> Vec<String> {
             .column_by_name("prompt")
             .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
             .expect("a string `prompt` column");
-        for i in 0..col.len() {
-            out.push(format!(
-                "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n",
-                col.value(i)
-            ));
-        }
+        out.extend((0..col.len()).map(|i| col.value(i).to_string()));
     }
     out
 }
 
-/// `speculate`: the model's sha256 (the step-rate cache key), or plain.
-fn run(model: &str, rows: usize, concurrency: usize, speculate: Option<&str>) -> Point {
+fn prompts(set: &str) -> Vec<String> {
+    let user: Vec<String> = match set {
+        "qa" => corpus_documents(),
+        "code" => CODE_TASKS.iter().map(|t| t.to_string()).collect(),
+        "prose" => corpus_documents()
+            .iter()
+            .map(|d| {
+                let cut = d
+                    .char_indices()
+                    .nth(PROSE_CHARS)
+                    .map_or(d.len(), |(i, _)| i);
+                format!("Continue this passage in the same style:\n\n{}", &d[..cut])
+            })
+            .collect(),
+        other => panic!("unknown prompt set `{other}` (qa, code, prose)"),
+    };
+    user.iter()
+        .map(|u| format!("<|im_start|>user\n{u}<|im_end|>\n<|im_start|>assistant\n"))
+        .collect()
+}
+
+/// The target's step-rate table for `concurrency` rows of γ drafts.
+fn target_sps(model: &str, sha: &str, concurrency: usize) -> SpsTable {
+    let m = load_model(model).expect("model loads");
+    let mut exec = CpuDenseExecutor::new(m.weights.into_dense().expect("dense"), KV_BYTES, BLOCK);
+    let max_tokens = sps_profile::probe_limit(MAX_BATCH_TOKENS, concurrency, GAMMA);
+    sps_profile::for_model(&mut exec, BLOCK, max_tokens, sha).expect("step rate")
+}
+
+fn drafter(
+    method: Method,
+    draft: Option<&(String, String)>,
+    concurrency: usize,
+    sps: &SpsTable,
+) -> Box<dyn Drafter> {
+    match method {
+        Method::DraftModel => {
+            let (path, sha) = draft.expect("--draft names the draft model");
+            let m = load_model(path).expect("draft model loads");
+            let mut exec =
+                CpuDenseExecutor::new(m.weights.into_dense().expect("dense"), KV_BYTES, BLOCK);
+            let draft_sps = sps_profile::for_model(&mut exec, BLOCK, concurrency, sha)
+                .expect("draft step rate");
+            let costs = DraftCosts {
+                target: sps.clone(),
+                draft: draft_sps,
+            };
+            Box::new(DraftModel::new(exec, BLOCK, MAX_BATCH_TOKENS, GAMMA, costs))
+        }
+        _ => Box::new(NgramDrafters::default()),
+    }
+}
+
+fn run(
+    model: &str,
+    prompts: &[String],
+    rows: usize,
+    concurrency: usize,
+    speculator: Option<Speculator>,
+) -> Point {
     let m = load_model(model).expect("model loads");
     let tok = m.tokenizer.clone();
-    let mut exec = CpuDenseExecutor::new(
-        m.weights.into_dense().expect("a dense (GGUF) model"),
-        1 << 30,
-        BLOCK,
-    );
-    let speculation = speculate.map(|sha| {
-        let max_tokens = sps_profile::probe_limit(MAX_BATCH_TOKENS, concurrency, GAMMA);
-        let sps = sps_profile::for_model(&mut exec, BLOCK, max_tokens, sha).expect("step rate");
-        SpeculationConfig {
-            max_draft: GAMMA,
-            sps,
-            calibration: None,
-        }
-    });
+    let exec = CpuDenseExecutor::new(m.weights.into_dense().expect("dense"), KV_BYTES, BLOCK);
     let cfg = EngineConfig {
         max_running: concurrency,
         max_batch_tokens: MAX_BATCH_TOKENS,
         block_size: BLOCK,
         stop: Vec::new(),
         prefix_reuse: true,
-        speculation,
     };
     let mut engine = Engine::new(exec, &tok, &cfg, Arc::new(EngineCounters::default()));
-    let all = prompts();
+    if let Some(s) = speculator {
+        engine = engine.with_speculation(s);
+    }
     let (req_tx, req_rx) = bounded(rows);
     let (out_tx, out_rx) = bounded::<RowResult>(rows);
     for i in 0..rows {
@@ -101,10 +183,10 @@ fn run(model: &str, rows: usize, concurrency: usize, speculate: Option<&str>) ->
                 key: RowKey {
                     id: i.to_string(),
                     file_index: 0,
-                    input_file: "corpus_qa_sample".into(),
+                    input_file: "bench".into(),
                     input_row: i as u64,
                 },
-                prompt: tok.encode(&all[i % all.len()]).expect("tokenizes"),
+                prompt: tok.encode(&prompts[i % prompts.len()]).expect("tokenizes"),
                 max_new_tokens: MAX_NEW,
                 sampling: SamplingParams {
                     temperature: 0.0,
@@ -146,57 +228,128 @@ fn run(model: &str, rows: usize, concurrency: usize, speculate: Option<&str>) ->
     }
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args()
+struct Args {
+    model: String,
+    draft: Option<String>,
+    prompt_sets: Vec<String>,
+    concurrencies: Vec<usize>,
+}
+
+fn args() -> Args {
+    let raw: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
-    let mut models = Vec::new();
-    let mut concurrencies = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if a == "--rows" {
-            concurrencies.extend(it.by_ref().map_while(|c| c.parse::<usize>().ok()));
-        } else {
-            models.push(a.clone());
-        }
-    }
-    if models.is_empty() {
-        models.push("models/smollm2-135m-instruct-q4_1.gguf".into());
-    }
-    if concurrencies.is_empty() {
-        concurrencies = vec![1, 4, 16, 64];
-    }
-    println!(
-        "model,concurrency,rows,plain_tok_s,ngram_tok_s,speedup,plain_row_decode_tok_s,ngram_row_decode_tok_s,row_decode_speedup,mean_accepted_length,acceptance_by_position,drafting_steps_fraction,same_text"
-    );
-    for model in &models {
-        let sha = model_sha256(model).expect("model hashes");
-        for &c in &concurrencies {
-            let rows = c.max(8);
-            let plain = run(model, rows, c, None);
-            let spec = run(model, rows, c, Some(&sha));
-            let tps = |p: &Point| p.completion as f64 / p.secs;
-            let stats = spec.stats.clone().unwrap_or_default();
-            let by_pos: Vec<String> = stats
-                .acceptance_by_position()
+    let mut a = Args {
+        model: "models/smollm2-135m-instruct-q4_1.gguf".into(),
+        draft: None,
+        prompt_sets: Vec::new(),
+        concurrencies: Vec::new(),
+    };
+    let mut i = 0;
+    while i < raw.len() {
+        let list = |from: usize| -> Vec<String> {
+            raw[from..]
                 .iter()
-                .map(|a| format!("{a:.2}"))
-                .collect();
-            println!(
-                "{},{c},{rows},{:.1},{:.1},{:.2},{:.1},{:.1},{:.2},{:.2},{},{:.2},{}",
-                Path::new(model).file_name().unwrap().to_string_lossy(),
-                tps(&plain),
-                tps(&spec),
-                tps(&spec) / tps(&plain),
-                plain.decode_rate,
-                spec.decode_rate,
-                spec.decode_rate / plain.decode_rate,
-                stats.mean_accepted_length(),
-                by_pos.join("/"),
-                stats.drafting_fraction(),
-                plain.texts == spec.texts,
-            );
+                .take_while(|v| !v.starts_with("--"))
+                .cloned()
+                .collect()
+        };
+        let values = list(i + 1);
+        match raw[i].as_str() {
+            "--model" => a.model = values[0].clone(),
+            "--draft" => a.draft = Some(values[0].clone()),
+            "--prompts" => a.prompt_sets = values.clone(),
+            "--rows" => {
+                a.concurrencies = values
+                    .iter()
+                    .map(|v| v.parse().expect("a row count"))
+                    .collect()
+            }
+            other => panic!("unknown argument `{other}`"),
+        }
+        i += 1 + values.len();
+    }
+    if a.prompt_sets.is_empty() {
+        a.prompt_sets.push("qa".into());
+    }
+    if a.concurrencies.is_empty() {
+        a.concurrencies = vec![1, 4, 16, 64];
+    }
+    a
+}
+
+fn main() {
+    let a = args();
+    let sha = model_sha256(&a.model).expect("model hashes");
+    let draft = a
+        .draft
+        .as_ref()
+        .map(|d| (d.clone(), model_sha256(d).expect("draft model hashes")));
+    let mut methods = vec![Method::Plain, Method::Ngram];
+    if draft.is_some() {
+        methods.push(Method::DraftModel);
+    }
+    let name = |p: &str| {
+        Path::new(p)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_string()
+    };
+    let one_row = target_sps(&a.model, &sha, 1);
+    println!(
+        "# {}: verifying {} tokens of one row costs {:.2}x one decode step (SPS(1)/SPS({}))",
+        name(&a.model),
+        GAMMA + 1,
+        one_row.steps_per_second(1) / one_row.steps_per_second(GAMMA + 1),
+        GAMMA + 1
+    );
+    println!(
+        "model,draft,prompts,concurrency,rows,method,tok_s,speedup,row_decode_tok_s,row_decode_speedup,mean_accepted_length,acceptance_by_position,drafting_steps_fraction,same_text"
+    );
+    for set in &a.prompt_sets {
+        let prompts = prompts(set);
+        for &c in &a.concurrencies {
+            let rows = c.max(8);
+            let sps = target_sps(&a.model, &sha, c);
+            let mut plain: Option<Point> = None;
+            for &method in &methods {
+                let speculator = (method != Method::Plain).then(|| {
+                    let cfg = SpeculationConfig {
+                        max_draft: GAMMA,
+                        sps: sps.clone(),
+                        calibration: None,
+                    };
+                    Speculator::new(cfg, drafter(method, draft.as_ref(), c, &sps))
+                });
+                let p = run(&a.model, &prompts, rows, c, speculator);
+                let base = plain.as_ref().unwrap_or(&p);
+                let tps = |p: &Point| p.completion as f64 / p.secs;
+                let stats = p.stats.clone().unwrap_or_default();
+                let by_pos: Vec<String> = stats
+                    .acceptance_by_position()
+                    .iter()
+                    .map(|a| format!("{a:.2}"))
+                    .collect();
+                println!(
+                    "{},{},{set},{c},{rows},{},{:.2},{:.2},{:.2},{:.2},{:.2},{},{:.2},{}",
+                    name(&a.model),
+                    a.draft.as_deref().map(name).unwrap_or_default(),
+                    method.name(),
+                    tps(&p),
+                    tps(&p) / tps(base),
+                    p.decode_rate,
+                    p.decode_rate / base.decode_rate,
+                    stats.mean_accepted_length(),
+                    by_pos.join("/"),
+                    stats.drafting_fraction(),
+                    p.texts == base.texts,
+                );
+                if method == Method::Plain {
+                    plain = Some(p);
+                }
+            }
         }
     }
 }

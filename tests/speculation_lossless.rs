@@ -1,7 +1,7 @@
-//! Speculation must not change what a greedy job writes: the engine with the
-//! n-gram drafter verifying every draft it can (a flat step-rate table, so
+//! Speculation must not change what a greedy job writes: the engine with
+//! each drafter verifying every draft it can (a flat step-rate table, so
 //! the budget admits every position with a non-zero confidence) produces
-//! token-for-token the text of plain decoding, on a real model, while
+//! token-for-token the text of plain decoding, on real models, while
 //! actually accepting drafts. Exact equality holds because the CPU backend
 //! is batch invariant (tests/batch_invariance.rs): a verify chunk computes
 //! each position's logits bit-for-bit as a one-token decode step would.
@@ -12,9 +12,11 @@ use std::sync::Arc;
 
 use crossbeam::channel::bounded;
 use specbatch::backend::cpu::dense::CpuDenseExecutor;
+use specbatch::engine::draft_model::{DraftCosts, DraftModel};
+use specbatch::engine::drafter::{Drafter, NgramDrafters};
 use specbatch::engine::runner::{Engine, EngineConfig, EngineCounters, Request};
 use specbatch::engine::sampler::SamplingParams;
-use specbatch::engine::speculation::SpeculationConfig;
+use specbatch::engine::speculation::{SpeculationConfig, Speculator};
 use specbatch::io::row::{RowKey, RowResult};
 use specbatch::model::load::load_model;
 use specbatch::spec::SpsTable;
@@ -40,14 +42,20 @@ fn prompts() -> Vec<String> {
     .collect()
 }
 
-/// Runs every prompt through one engine; returns (text, proposed, accepted)
-/// by row.
-fn run(speculation: Option<SpeculationConfig>, max_running: usize) -> Vec<(String, u32, u32)> {
-    let m = load_model(&common::model_path(common::SMOLLM2)).unwrap();
+/// Runs every prompt through one engine on `model`, speculating with what
+/// `speculator` builds; returns (text, proposed, accepted) by row.
+fn run(
+    model: &str,
+    prompts: &[String],
+    max_new_tokens: usize,
+    max_running: usize,
+    speculator: Option<Speculator>,
+) -> Vec<(String, u32, u32)> {
+    let m = load_model(&common::model_path(model)).unwrap();
     let tok = m.tokenizer.clone();
     let exec = CpuDenseExecutor::new(
         m.weights.into_dense().expect("dense model"),
-        64 << 20,
+        256 << 20,
         BLOCK,
     );
     let cfg = EngineConfig {
@@ -56,12 +64,14 @@ fn run(speculation: Option<SpeculationConfig>, max_running: usize) -> Vec<(Strin
         block_size: BLOCK,
         stop: Vec::new(),
         prefix_reuse: true,
-        speculation,
     };
     let mut engine = Engine::new(exec, &tok, &cfg, Arc::new(EngineCounters::default()));
+    if let Some(s) = speculator {
+        engine = engine.with_speculation(s);
+    }
     let (req_tx, req_rx) = bounded(64);
     let (out_tx, out_rx) = bounded::<RowResult>(64);
-    for (i, p) in prompts().iter().enumerate() {
+    for (i, p) in prompts.iter().enumerate() {
         req_tx
             .send(Request {
                 key: RowKey {
@@ -71,7 +81,7 @@ fn run(speculation: Option<SpeculationConfig>, max_running: usize) -> Vec<(Strin
                     input_row: i as u64,
                 },
                 prompt: tok.encode(p).unwrap(),
-                max_new_tokens: 64,
+                max_new_tokens,
                 sampling: SamplingParams {
                     temperature: 0.0,
                     top_p: 1.0,
@@ -97,31 +107,87 @@ fn run(speculation: Option<SpeculationConfig>, max_running: usize) -> Vec<(Strin
         .collect()
 }
 
-fn ngram() -> SpeculationConfig {
-    SpeculationConfig {
+/// A step-rate table under which verifying is free: the budget admits every
+/// draft position with a non-zero confidence.
+fn flat_sps() -> SpsTable {
+    SpsTable::new(vec![(1, 10.0)]).unwrap()
+}
+
+fn speculator(drafter: Box<dyn Drafter>) -> Speculator {
+    let cfg = SpeculationConfig {
         max_draft: 5,
-        sps: SpsTable::new(vec![(1, 10.0)]).unwrap(),
+        sps: flat_sps(),
         calibration: None,
+    };
+    Speculator::new(cfg, drafter)
+}
+
+/// Asserts token-for-token equality with plain decoding, and that the
+/// comparison meant something: drafts were verified, some were kept and
+/// some rejected (so rollback was exercised).
+fn assert_lossless(plain: &[(String, u32, u32)], spec: &[(String, u32, u32)], what: &str) {
+    assert!(plain.iter().all(|(_, p, a)| (*p, *a) == (0, 0)));
+    for (i, (s, p)) in spec.iter().zip(plain).enumerate() {
+        assert_eq!(s.0, p.0, "row {i}, {what}");
+        assert!(s.2 <= s.1, "row {i}: accepted more than proposed");
     }
+    let proposed: u32 = spec.iter().map(|r| r.1).sum();
+    let accepted: u32 = spec.iter().map(|r| r.2).sum();
+    eprintln!("{what}: {accepted} of {proposed} draft tokens accepted");
+    assert!(accepted > 20, "accepted {accepted} of {proposed}");
+    assert!(accepted < proposed, "accepted {accepted} of {proposed}");
 }
 
 #[test]
 fn greedy_output_with_ngram_speculation_equals_plain_decoding() {
-    let plain = run(None, 4);
-    assert!(plain.iter().all(|(_, p, a)| (*p, *a) == (0, 0)));
+    let prompts = prompts();
+    let plain = run(common::SMOLLM2, &prompts, 64, 4, None);
     for max_running in [1, 4] {
-        let spec = run(Some(ngram()), max_running);
-        for (i, (s, p)) in spec.iter().zip(&plain).enumerate() {
-            assert_eq!(s.0, p.0, "row {i}, {max_running} rows at once");
-            assert!(s.2 <= s.1, "row {i}: accepted more than proposed");
-        }
-        let proposed: u32 = spec.iter().map(|r| r.1).sum();
-        let accepted: u32 = spec.iter().map(|r| r.2).sum();
-        eprintln!("{max_running} row(s) at once: {accepted} of {proposed} draft tokens accepted");
-        // The comparison means something only if drafts were verified and
-        // some were kept (and some rejected, so rollback was exercised).
-        assert!(accepted > 20, "accepted {accepted} of {proposed}");
-        assert!(accepted < proposed, "accepted {accepted} of {proposed}");
+        let s = speculator(Box::new(NgramDrafters::default()));
+        let spec = run(common::SMOLLM2, &prompts, 64, max_running, Some(s));
+        assert_lossless(
+            &plain,
+            &spec,
+            &format!("ngram, {max_running} row(s) at once"),
+        );
+    }
+}
+
+/// Qwen2.5-Coder 1.5B verifying drafts of the 0.5B (the real pair, sharing
+/// a vocabulary), on code and prose: the draft model's step rate is set so
+/// high that every round pays, so each row drafts γ tokens every step.
+#[test]
+fn greedy_output_with_a_draft_model_equals_plain_decoding() {
+    let prompts: Vec<String> = [
+        "Write a Python function that checks whether a number is prime, with a docstring.",
+        "Write a Python function that reverses a string.",
+        "Continue the story: It was a bright cold day in April, and the clocks were striking",
+        "Describe the water cycle in three sentences.",
+    ]
+    .iter()
+    .map(|q| format!("<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"))
+    .collect();
+    let plain = run(common::QWEN15, &prompts, 40, 4, None);
+    for max_running in [1, 4] {
+        let m = load_model(&common::model_path(common::QWEN05)).unwrap();
+        let exec = CpuDenseExecutor::new(m.weights.into_dense().unwrap(), 128 << 20, BLOCK);
+        let costs = DraftCosts {
+            target: flat_sps(),
+            draft: SpsTable::new(vec![(1, 1e9)]).unwrap(),
+        };
+        let drafter = DraftModel::new(exec, BLOCK, 256, 5, costs);
+        let spec = run(
+            common::QWEN15,
+            &prompts,
+            40,
+            max_running,
+            Some(speculator(Box::new(drafter))),
+        );
+        assert_lossless(
+            &plain,
+            &spec,
+            &format!("draft model, {max_running} row(s) at once"),
+        );
     }
 }
 

@@ -3,6 +3,8 @@
 //! turns logits into tokens, and the scheduler's bookkeeping is updated. The
 //! scheduler never calls the backend; the [`runner`] owns both.
 
+pub mod draft_model;
+pub mod drafter;
 pub mod rng;
 pub mod runner;
 pub mod sampler;

@@ -16,7 +16,7 @@ use crossbeam::channel::{Receiver, Sender};
 
 use super::sampler::{Sampler, SamplingParams};
 use super::scheduler::{GroupTag, PrefillStats, Rejection, Scheduler, SchedulerConfig, SeqId};
-use super::speculation::{SpeculationConfig, Speculator};
+use super::speculation::Speculator;
 use super::sps_profile::ProfileError;
 use crate::backend::executor::{BackendError, Executor};
 use crate::io::row::{
@@ -48,9 +48,6 @@ pub struct EngineConfig {
     pub stop: Vec<String>,
     /// Share computed prompt blocks between rows.
     pub prefix_reuse: bool,
-    /// Draft and verify (the backend must accept verify chunks: KV written
-    /// for rejected drafts is simply overwritten later).
-    pub speculation: Option<SpeculationConfig>,
 }
 
 /// Live counters the progress display reads.
@@ -123,11 +120,19 @@ impl<'t, E: Executor> Engine<'t, E> {
             sched,
             stop: StopMatcher::new(&cfg.stop),
             active: HashMap::new(),
-            spec: cfg.speculation.clone().map(Speculator::new),
+            spec: None,
             next_id: 0,
             max_running: cfg.max_running,
             counters,
         }
+    }
+
+    /// Drafts and verifies with `spec` from now on. The backend must accept
+    /// a chunk that starts where the kept tokens end, below what it was fed
+    /// last step (the rejected drafts' positions are written again).
+    pub fn with_speculation(mut self, spec: Speculator) -> Self {
+        self.spec = Some(spec);
+        self
     }
 
     /// Prompt tokens computed and taken from shared blocks so far.
@@ -199,7 +204,7 @@ impl<'t, E: Executor> Engine<'t, E> {
             return output.send(result).map_err(|_| EngineError::OutputClosed);
         }
         if let Some(s) = &mut self.spec {
-            s.admit(id, &req.prompt);
+            s.admit(id, &req.prompt, req.max_new_tokens, &req.sampling);
         }
         self.active.insert(
             id,
@@ -219,7 +224,7 @@ impl<'t, E: Executor> Engine<'t, E> {
 
     fn step(&mut self, output: &Sender<RowResult>) -> Result<(), EngineError> {
         let mut drafts = match &mut self.spec {
-            Some(spec) => spec.propose(&self.sched.decoding()),
+            Some(spec) => spec.propose(&self.sched.decoding())?,
             None => HashMap::new(),
         };
         for (id, d) in &drafts {

@@ -1,5 +1,4 @@
-//! The engine's speculation state: one drafter per decoding row, the
-//! verification budget of each step (DSpark's Algorithm 1 over calibrated
+//! The engine's speculation state: the [`Drafter`], the verification budget of each step (DSpark's Algorithm 1 over calibrated
 //! confidences and the backend's measured step rate), and the run's
 //! speculation counters.
 //!
@@ -15,8 +14,11 @@
 
 use std::collections::HashMap;
 
+use super::drafter::Drafter;
+use super::sampler::SamplingParams;
 use super::scheduler::SeqId;
-use crate::spec::{Draft, NgramConfig, NgramDrafter, SpecStats, SpsTable, Sts, budget};
+use crate::backend::executor::BackendError;
+use crate::spec::{Draft, SpecStats, SpsTable, Sts, budget};
 
 /// How the engine speculates.
 #[derive(Debug, Clone)]
@@ -29,64 +31,68 @@ pub struct SpeculationConfig {
     pub calibration: Option<Sts>,
 }
 
-/// Drafters and counters of one engine.
-#[derive(Debug)]
+/// The drafter, budget and counters of one engine.
 pub struct Speculator {
     cfg: SpeculationConfig,
-    drafters: HashMap<SeqId, NgramDrafter>,
+    drafter: Box<dyn Drafter>,
     /// The last budget was zero for every row: this step decodes plainly.
     skip_next: bool,
     stats: SpecStats,
 }
 
 impl Speculator {
-    pub fn new(cfg: SpeculationConfig) -> Speculator {
+    pub fn new(cfg: SpeculationConfig, drafter: Box<dyn Drafter>) -> Speculator {
         Speculator {
             cfg,
-            drafters: HashMap::new(),
+            drafter,
             skip_next: false,
             stats: SpecStats::default(),
         }
     }
 
-    /// A row joins with its prompt as the history its drafter matches.
-    pub fn admit(&mut self, id: SeqId, prompt: &[u32]) {
-        let mut d =
-            NgramDrafter::new(NgramConfig::default()).expect("the default n-gram range is valid");
-        d.extend(prompt);
-        self.drafters.insert(id, d);
+    /// A row joins with its prompt as its drafter's history.
+    pub fn admit(
+        &mut self,
+        id: SeqId,
+        prompt: &[u32],
+        max_new_tokens: usize,
+        sampling: &SamplingParams,
+    ) {
+        self.drafter.admit(id, prompt, max_new_tokens, sampling);
     }
 
     /// Drafts for this step's decoding rows (`(row, room)`), each cut to
     /// the prefix the budget admits; rows with an empty prefix are absent.
-    pub fn propose(&mut self, rows: &[(SeqId, usize)]) -> HashMap<SeqId, Draft> {
+    pub fn propose(
+        &mut self,
+        rows: &[(SeqId, usize)],
+    ) -> Result<HashMap<SeqId, Draft>, BackendError> {
         if rows.is_empty() {
-            return HashMap::new();
+            return Ok(HashMap::new());
         }
         self.stats.decode_steps += 1;
         if std::mem::take(&mut self.skip_next) {
-            return HashMap::new();
+            return Ok(HashMap::new());
         }
-        let drafts: Vec<(SeqId, Draft)> = rows
+        let wanted: Vec<(SeqId, usize)> = rows
             .iter()
-            .filter_map(|&(id, room)| {
-                let drafter = self.drafters.get_mut(&id)?;
-                let mut draft = drafter.draft(self.cfg.max_draft.min(room));
-                if let Some(sts) = &self.cfg.calibration {
-                    sts.apply(&mut draft);
-                }
-                Some((id, draft))
-            })
+            .map(|&(id, room)| (id, self.cfg.max_draft.min(room)))
             .collect();
+        let mut drafts = self.drafter.draft(&wanted)?;
+        if let Some(sts) = &self.cfg.calibration {
+            for (_, d) in &mut drafts {
+                sts.apply(d);
+            }
+        }
         let confidences: Vec<&[f32]> = drafts.iter().map(|(_, d)| d.confidence()).collect();
         let lens = budget::plan(&confidences, 0, &self.cfg.sps);
         if lens.iter().all(|&l| l == 0) {
             // Drafting again next step would most likely be wasted too.
             self.skip_next = true;
-            return HashMap::new();
+            return Ok(HashMap::new());
         }
         self.stats.drafting_steps += 1;
-        drafts
+        Ok(drafts
             .into_iter()
             .zip(lens)
             .filter(|(_, l)| *l > 0)
@@ -94,26 +100,22 @@ impl Speculator {
                 d.truncate(l);
                 (id, d)
             })
-            .collect()
+            .collect())
     }
 
     /// Row `id` verified `verified` draft tokens and kept the first `accepted`.
     pub fn record(&mut self, id: SeqId, verified: usize, accepted: usize) {
-        if let Some(d) = self.drafters.get_mut(&id) {
-            d.record(verified, accepted);
-        }
+        self.drafter.record(id, verified, accepted);
         self.stats.record_round(verified, accepted);
     }
 
     /// A token joined row `id`'s output.
     pub fn extend(&mut self, id: SeqId, token: u32) {
-        if let Some(d) = self.drafters.get_mut(&id) {
-            d.extend(&[token]);
-        }
+        self.drafter.extend(id, token);
     }
 
     pub fn release(&mut self, id: SeqId) {
-        self.drafters.remove(&id);
+        self.drafter.release(id);
     }
 
     pub fn stats(&self) -> &SpecStats {

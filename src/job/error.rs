@@ -69,6 +69,10 @@ pub enum SpecError {
         #[source]
         source: StsError,
     },
+    /// `speculation.draft_model` cannot be loaded, or cannot draft for the
+    /// job's model (another vocabulary, an architecture no drafter runs).
+    #[error("speculation.draft_model `{path}`: {message}")]
+    DraftModel { path: String, message: String },
 }
 
 impl SpecError {
@@ -79,7 +83,8 @@ impl SpecError {
             SpecError::Read { .. }
             | SpecError::ModelMismatch { .. }
             | SpecError::NotImplemented { .. }
-            | SpecError::Calibration { .. } => &[],
+            | SpecError::Calibration { .. }
+            | SpecError::DraftModel { .. } => &[],
             SpecError::Invalid(d) => d,
         }
     }

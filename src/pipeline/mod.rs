@@ -25,6 +25,7 @@ use rayon::prelude::*;
 
 use crate::backend::cpu::dense::CpuDenseExecutor;
 use crate::backend::cpu::dsv4::CpuDsv4Executor;
+use crate::backend::cpu::kv_arena::KvArena;
 use crate::backend::executor::Executor;
 use crate::engine::runner::{Engine, EngineConfig, EngineCounters, EngineError, Request};
 use crate::engine::scheduler::GroupTag;
@@ -37,6 +38,7 @@ use crate::io::{
 use crate::job::spec::JobSpec;
 use crate::model::dsv4::forward::Dsv4Model;
 use crate::model::dsv4::precision::Precision;
+use crate::model::dsv4::state::KvFootprint;
 use crate::model::error::ModelError;
 use crate::model::load::{LoadedModel, ModelWeights, load_model, model_sha256};
 use crate::plan::{PlanError, PlanIdentity, ShardPlan, load_or_create, resolve_shard};
@@ -45,7 +47,10 @@ use crate::spec::{SpecStats, Sts};
 
 use encode::{Encoder, check_job_reasoning};
 pub use planning::{FinalizeOutcome, finalize_job, finalize_output, plan_job};
-use speculation::{check_job_speculation, engine_speculation, load_calibration};
+use speculation::{
+    DraftSource, check_job_speculation, engine_speculation, kv_split, load_calibration,
+    load_draft_model,
+};
 pub use summary::RunSummary;
 
 /// KV block size in tokens (also the planner's block).
@@ -96,6 +101,8 @@ struct Checked {
     model_hash: String,
     /// `speculation.calibration`, read and validated.
     calibration: Option<Sts>,
+    /// `speculation.draft_model`, loaded and checked against the model.
+    draft: Option<DraftSource>,
 }
 
 impl Checked {
@@ -142,6 +149,7 @@ fn check(spec_path: &str, output: Option<&str>) -> Result<Checked, JobError> {
     let model = load_model(&spec.model)?;
     check_job_reasoning(&spec, model.chat.as_ref())?;
     check_job_speculation(&spec, &model.weights)?;
+    let draft = load_draft_model(&spec.speculation, &model)?;
     Ok(Checked {
         spec,
         spec_hash,
@@ -149,6 +157,7 @@ fn check(spec_path: &str, output: Option<&str>) -> Result<Checked, JobError> {
         model,
         model_hash,
         calibration,
+        draft,
     })
 }
 
@@ -163,9 +172,35 @@ pub fn validate_job(spec_path: &str) -> Result<String, JobError> {
         c.model.name,
         c.model.weights.arch_name(),
         c.model_hash,
-        speculation::describe(&c.spec.speculation, c.calibration.as_ref()),
+        speculation::describe(
+            &c.spec.speculation,
+            c.calibration.as_ref(),
+            c.draft.as_ref()
+        ),
         c.spec.output.path
     ))
+}
+
+/// The CPU backend for `weights`, with `kv_bytes` of KV storage.
+fn cpu_executor(weights: ModelWeights, kv_bytes: u64, max_running: usize) -> Box<dyn Executor> {
+    match weights {
+        ModelWeights::Dense(w) => Box::new(CpuDenseExecutor::new(*w, kv_bytes, BLOCK_SIZE)),
+        ModelWeights::DeepseekV4(w) => Box::new(CpuDsv4Executor::new(
+            Dsv4Model::new(*w, Precision::Official),
+            kv_bytes,
+            BLOCK_SIZE,
+            max_running,
+        )),
+    }
+}
+
+/// KV bytes one token takes on the CPU backend for `weights` (for
+/// DeepSeek-V4 the steady-state bound of its compressed state).
+fn kv_bytes_per_token(weights: &ModelWeights) -> usize {
+    match weights {
+        ModelWeights::Dense(w) => KvArena::bytes_per_token(w.config.n_layers, w.config.kv_dim()),
+        ModelWeights::DeepseekV4(w) => KvFootprint::new(&w.config).bytes_per_token_bound(),
+    }
 }
 
 /// Input rows per read; small enough to keep memory flat, large enough that
@@ -225,6 +260,7 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
         model,
         calibration,
         model_hash,
+        draft,
         ..
     } = checked;
     let mut writer = state.into_writer(WriterConfig::new(&spec.output, &model.name));
@@ -234,29 +270,33 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
         chat,
         ..
     } = model;
-    let kv_bytes = spec.engine.kv_cache_bytes;
-    let mut exec: Box<dyn Executor> = match weights {
-        ModelWeights::Dense(w) => Box::new(CpuDenseExecutor::new(*w, kv_bytes, BLOCK_SIZE)),
-        ModelWeights::DeepseekV4(w) => Box::new(CpuDsv4Executor::new(
-            Dsv4Model::new(*w, Precision::Official),
-            kv_bytes,
-            BLOCK_SIZE,
-            spec.engine.max_concurrent_rows,
-        )),
-    };
-    let speculation = engine_speculation(&spec, calibration, &mut *exec, &model_hash)
-        .map_err(EngineError::from)?;
+    let (kv_bytes, draft_kv_bytes) = kv_split(
+        spec.engine.kv_cache_bytes,
+        &weights,
+        draft.as_ref().map(|d| &d.model.weights),
+    );
+    let mut exec = cpu_executor(weights, kv_bytes, spec.engine.max_concurrent_rows);
+    let speculation = engine_speculation(
+        &spec,
+        calibration,
+        &mut *exec,
+        &model_hash,
+        draft.map(|d| (d, draft_kv_bytes)),
+    )
+    .map_err(EngineError::from)?;
     let engine_cfg = EngineConfig {
         max_running: spec.engine.max_concurrent_rows,
         max_batch_tokens: spec.engine.max_batch_tokens,
         block_size: BLOCK_SIZE,
         stop: spec.generation.stop.clone(),
         prefix_reuse: opts.reuse != ReuseMode::Off,
-        speculation,
     };
     let engine_counters = Arc::new(EngineCounters::default());
     let job_counters = Arc::new(JobCounters::default());
     let mut engine = Engine::new(exec, &tokenizer, &engine_cfg, engine_counters.clone());
+    if let Some(spec) = speculation {
+        engine = engine.with_speculation(spec);
+    }
     let encoder = Encoder::new(&tokenizer, chat.as_ref(), &spec);
     let inputs = &inputs;
     let progress = Progress::start(total, skipped, job_counters.clone(), engine_counters);

@@ -1,6 +1,7 @@
-//! The `speculation` checks that need more than the spec text: the
-//! calibration file, and whether this build and the loaded model can run
-//! the method.
+//! The `speculation` checks that need more than the spec text (the
+//! calibration file, the draft model, whether this build and the loaded
+//! model can run the method) and the engine's [`Speculator`] for a checked
+//! job.
 //!
 //! Invariant: every refusal is a [`SpecError`] (exit code 2) raised while
 //! the job is checked, before any output is written. The calibration is read
@@ -8,14 +9,84 @@
 
 use std::path::Path;
 
+use super::{BLOCK_SIZE, cpu_executor, kv_bytes_per_token};
 use crate::backend::executor::Executor;
-use crate::engine::speculation::SpeculationConfig;
+use crate::engine::draft_model::{DraftCosts, DraftModel};
+use crate::engine::drafter::{Drafter, NgramDrafters};
+use crate::engine::speculation::{SpeculationConfig, Speculator};
 use crate::engine::sps_profile::{self, ProfileError};
 use crate::job::SpecError;
 use crate::job::spec::{JobSpec, SpecMethod, SpeculationSpec};
-use crate::model::load::ModelWeights;
-use crate::pipeline::BLOCK_SIZE;
+use crate::model::load::{LoadedModel, ModelWeights, load_model, model_sha256};
 use crate::spec::Sts;
+
+/// A checked `speculation.draft_model` and its file hash (which keys its
+/// step-rate cache).
+pub(crate) struct DraftSource {
+    pub model: LoadedModel,
+    pub sha256: String,
+}
+
+/// Loads `speculation.draft_model` for `target`, if the method uses one: it
+/// must load, be a dense model (the drafter's KV is addressed by position,
+/// so rejected drafts need no rollback), and share the target's vocabulary
+/// id for id, since draft ids are verified as target ids.
+pub(crate) fn load_draft_model(
+    spec: &SpeculationSpec,
+    target: &LoadedModel,
+) -> Result<Option<DraftSource>, SpecError> {
+    let (SpecMethod::DraftModel, Some(path)) = (spec.method, &spec.draft_model) else {
+        return Ok(None);
+    };
+    let refuse = |message: String| SpecError::DraftModel {
+        path: path.clone(),
+        message,
+    };
+    let model = load_model(path).map_err(|e| refuse(e.to_string()))?;
+    let sha256 = model_sha256(path).map_err(|e| refuse(e.to_string()))?;
+    let Some(draft) = model.weights.as_dense() else {
+        return Err(refuse(format!(
+            "a draft model must be a dense (llama or qwen2) model, not {}",
+            model.weights.arch_name()
+        )));
+    };
+    if let Some(why) = model.tokenizer.vocabulary_differs(&target.tokenizer) {
+        return Err(refuse(format!(
+            "its tokenizer differs from the model's ({why}), so its token ids mean other text"
+        )));
+    }
+    let target_vocab = match &target.weights {
+        ModelWeights::Dense(w) => w.config.vocab_size,
+        ModelWeights::DeepseekV4(w) => w.config.vocab_size,
+    };
+    if draft.config.vocab_size != target_vocab {
+        return Err(refuse(format!(
+            "its output layer has {} rows, the model's {target_vocab}",
+            draft.config.vocab_size
+        )));
+    }
+    Ok(Some(DraftSource { model, sha256 }))
+}
+
+/// Splits `kv_cache_bytes` between the target and the draft model in
+/// proportion to their KV bytes per token, so both hold the same number of
+/// tokens and together stay within the job's budget. Without a draft model
+/// the target gets it all.
+pub(crate) fn kv_split(
+    kv_cache_bytes: u64,
+    target: &ModelWeights,
+    draft: Option<&ModelWeights>,
+) -> (u64, u64) {
+    let Some(draft) = draft else {
+        return (kv_cache_bytes, 0);
+    };
+    let (t, d) = (
+        kv_bytes_per_token(target) as u128,
+        kv_bytes_per_token(draft) as u128,
+    );
+    let target_share = (kv_cache_bytes as u128 * t / (t + d)) as u64;
+    (target_share, kv_cache_bytes - target_share)
+}
 
 /// Reads `speculation.calibration`, if set. A relative path resolves against
 /// the working directory, like the spec's other paths.
@@ -26,12 +97,20 @@ pub(crate) fn load_calibration(s: &SpeculationSpec) -> Result<Option<Sts>, SpecE
         .transpose()
 }
 
-/// One line for `specbatch validate`: the method, γ and the calibration.
-pub(crate) fn describe(s: &SpeculationSpec, calibration: Option<&Sts>) -> String {
+/// One line for `specbatch validate`: the method, γ, the draft model and
+/// the calibration.
+pub(crate) fn describe(
+    s: &SpeculationSpec,
+    calibration: Option<&Sts>,
+    draft: Option<&DraftSource>,
+) -> String {
     if s.method == SpecMethod::None {
         return "none".to_string();
     }
     let mut line = format!("{}, max_draft {}", s.method.as_str(), s.max_draft);
+    if let Some(d) = draft {
+        line += &format!(", draft model {} ({})", d.model.name, d.model.path);
+    }
     if let (Some(path), Some(sts)) = (&s.calibration, calibration) {
         line += &format!(
             ", calibration {path} ({} position(s))",
@@ -42,14 +121,16 @@ pub(crate) fn describe(s: &SpeculationSpec, calibration: Option<&Sts>) -> String
 }
 
 /// The engine's speculation for a checked job: `None` for method `none`,
-/// otherwise γ, the calibration and the step rate of this backend
-/// ([`sps_profile::for_model`]).
+/// otherwise the drafter, γ, the calibration and the step rate of this
+/// backend ([`sps_profile::for_model`]). A draft model runs on its own CPU
+/// backend with `draft_kv_bytes` of KV ([`kv_split`]).
 pub(crate) fn engine_speculation<E: Executor + ?Sized>(
     spec: &JobSpec,
     calibration: Option<Sts>,
     exec: &mut E,
     model_hash: &str,
-) -> Result<Option<SpeculationConfig>, ProfileError> {
+    draft: Option<(DraftSource, u64)>,
+) -> Result<Option<Speculator>, ProfileError> {
     if spec.speculation.method == SpecMethod::None {
         return Ok(None);
     }
@@ -57,11 +138,37 @@ pub(crate) fn engine_speculation<E: Executor + ?Sized>(
     let e = &spec.engine;
     let max_tokens = sps_profile::probe_limit(e.max_batch_tokens, e.max_concurrent_rows, max_draft);
     let sps = sps_profile::for_model(exec, BLOCK_SIZE, max_tokens, model_hash)?;
-    Ok(Some(SpeculationConfig {
+    let drafter: Box<dyn Drafter> = match draft {
+        Some((source, kv_bytes)) => {
+            let mut draft_exec =
+                cpu_executor(source.model.weights, kv_bytes, e.max_concurrent_rows);
+            // A draft round feeds one token per drafting row.
+            let draft_sps = sps_profile::for_model(
+                &mut draft_exec,
+                BLOCK_SIZE,
+                e.max_concurrent_rows,
+                &source.sha256,
+            )?;
+            let costs = DraftCosts {
+                target: sps.clone(),
+                draft: draft_sps,
+            };
+            Box::new(DraftModel::new(
+                draft_exec,
+                BLOCK_SIZE,
+                e.max_batch_tokens,
+                max_draft,
+                costs,
+            ))
+        }
+        None => Box::new(NgramDrafters::default()),
+    };
+    let cfg = SpeculationConfig {
         max_draft,
         sps,
         calibration,
-    }))
+    };
+    Ok(Some(Speculator::new(cfg, drafter)))
 }
 
 /// What the method checks need to know about the model.
@@ -111,7 +218,11 @@ fn method_refusal(method: SpecMethod, target: Target, model: &str) -> Result<(),
             "`ngram` is not supported for deepseek_v4 yet: rolling back rejected drafts \
              in the compressed attention state is not implemented",
         )),
-        (SpecMethod::DraftModel, _) => Err(not_implemented()),
+        (SpecMethod::DraftModel, Target::Dense) => Ok(()),
+        (SpecMethod::DraftModel, Target::DeepseekV4 { .. }) => Err(mismatch(
+            "`draft_model` is not supported for deepseek_v4 yet: rolling back rejected drafts \
+             in the compressed attention state is not implemented",
+        )),
         (SpecMethod::Dspark, Target::DeepseekV4 { mtp_stages }) if mtp_stages > 0 => {
             Err(not_implemented())
         }
@@ -153,13 +264,10 @@ mod tests {
     }
 
     #[test]
-    fn draft_model_is_not_implemented_on_any_model() {
-        for target in [Target::Dense, DSV4_WITH_MTP] {
-            assert_eq!(
-                refusal(SpecMethod::DraftModel, target).as_deref(),
-                Some("speculation.method: `draft_model` is not implemented yet")
-            );
-        }
+    fn draft_model_runs_on_dense_models_only() {
+        assert_eq!(refusal(SpecMethod::DraftModel, Target::Dense), None);
+        let e = refusal(SpecMethod::DraftModel, DSV4_WITH_MTP).unwrap();
+        assert!(e.contains("rolling back rejected drafts"), "{e}");
     }
 
     #[test]
@@ -207,12 +315,12 @@ mod tests {
         let sts = load_calibration(&spec(&good)).unwrap().unwrap();
         assert_eq!(sts.temperatures(), &[1.5, 0.75]);
         assert_eq!(
-            describe(&spec(&good), Some(&sts)),
+            describe(&spec(&good), Some(&sts), None),
             format!(
                 "ngram, max_draft 5, calibration {} (2 position(s))",
                 good.display()
             )
         );
-        assert_eq!(describe(&SpeculationSpec::default(), None), "none");
+        assert_eq!(describe(&SpeculationSpec::default(), None, None), "none");
     }
 }

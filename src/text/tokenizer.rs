@@ -108,4 +108,39 @@ impl TextTokenizer {
     pub fn is_eos(&self, id: u32) -> bool {
         self.eos_ids.contains(&id)
     }
+
+    /// Why `other` maps ids to different text than this tokenizer, if it
+    /// does: a different id count, or the first id (lowest) whose token
+    /// differs. Encoding rules (merges) may differ freely: a drafter is fed
+    /// and verified by id, so only what each id means must agree.
+    pub fn vocabulary_differs(&self, other: &TextTokenizer) -> Option<String> {
+        if self.vocab_size != other.vocab_size {
+            return Some(format!(
+                "{} token ids against {}",
+                self.vocab_size, other.vocab_size
+            ));
+        }
+        let by_id = |t: &TextTokenizer| {
+            let mut v: Vec<(u32, String)> = t
+                .inner
+                .get_vocab(true)
+                .into_iter()
+                .map(|(s, i)| (i, s))
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        let (mine, theirs) = (by_id(self), by_id(other));
+        mine.iter()
+            .zip(&theirs)
+            .find(|(a, b)| a != b)
+            .map(|(a, b)| {
+                if a.0 != b.0 {
+                    format!("id {} exists in only one of them", a.0.min(b.0))
+                } else {
+                    format!("id {} is {:?} against {:?}", a.0, a.1, b.1)
+                }
+            })
+            .or_else(|| (mine.len() != theirs.len()).then(|| "their id sets differ".to_string()))
+    }
 }

@@ -16,7 +16,7 @@ pub fn model_path(file: &str) -> String {
     let p = model_dir().join(file);
     assert!(
         p.exists(),
-        "{} is missing: run scripts/fetch_models.sh smollm2 qwen-0.5b (or set SPECBATCH_MODEL_DIR)",
+        "{} is missing: run scripts/fetch_models.sh smollm2 qwen-0.5b qwen-1.5b (or set SPECBATCH_MODEL_DIR)",
         p.display()
     );
     p.to_string_lossy().into_owned()
@@ -24,6 +24,7 @@ pub fn model_path(file: &str) -> String {
 
 pub const SMOLLM2: &str = "smollm2-135m-instruct-q4_1.gguf";
 pub const QWEN05: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+pub const QWEN15: &str = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf";
 
 /// Runs a DuckDB SQL query through the `duckdb` Python package (installed by
 /// scripts/test.sh) and returns the rows as JSON values.

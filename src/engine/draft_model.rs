@@ -1,0 +1,343 @@
+//! The `draft_model` drafter: a smaller model with the target's vocabulary
+//! drafts each row autoregressively, batched across rows, on its own
+//! backend and KV cache.
+//!
+//! Per row the drafter keeps the row's history (prompt and output) and how
+//! much of it the draft model's KV holds (`fed`). A step first feeds every
+//! drafting row what its KV lacks (the whole prompt the first time, then the
+//! tokens emitted since) and draws the first draft token from the last
+//! row of logits; each further round feeds the previous draft token and
+//! draws the next. Draft KV written for a draft position counts as held only
+//! once verification kept that token ([`Drafter::record`]); anything else is
+//! written again at the next step, which the dense backend allows because
+//! its KV is addressed by position.
+//!
+//! Tokens are drawn with the row's own sampling settings from the draft
+//! model's logits (argmax at temperature 0), from a random stream separate
+//! from the target's; the draft distribution is exactly what was drawn
+//! from. A position's confidence is the draft model's own softmax
+//! probability (temperature 1) of the drafted token.
+//!
+//! Drafting costs a draft forward per round, which Algorithm 1 (it only
+//! prices verification) cannot see, so each round must pay for itself: with
+//! the measured step rates of both models, round k+1 runs for the rows
+//! still drafting only while the tokens it is expected to add, per second
+//! it adds (a draft step plus the wider verify), beat the tokens per second
+//! of the step as planned so far. A row's next survival is predicted as its
+//! current survival times its latest confidence; before the first round it
+//! is the row's running first-position acceptance, which starts at 1 and
+//! recovers towards 1 on steps the row does not draft, so a row whose drafts
+//! stopped paying is tried again later.
+//!
+//! Memory: the draft KV pool is sized by the caller; a row the pool cannot
+//! take simply never drafts.
+
+use std::collections::HashMap;
+
+use super::drafter::Drafter;
+use super::sampler::{Sampler, SamplingParams};
+use super::scheduler::SeqId;
+use crate::backend::executor::{BackendError, Executor, ForwardBatch, SeqChunk};
+use crate::kv::block_pool::{BlockPool, SeqBlocks};
+use crate::kv::blocks_for;
+use crate::spec::{Draft, SpsTable};
+
+/// Mixed into a row's seed for its draft stream, so draft draws and the
+/// target's acceptance draws are independent.
+const DRAFT_STREAM: u64 = 0xD4AF_7D4A_F7D4_AF7D;
+/// Weight of each new outcome in a row's first-position acceptance average.
+const ACCEPT_EMA: f64 = 0.2;
+/// How far a non-drafting step moves that average back towards 1.
+const RECOVERY: f64 = 0.05;
+
+/// The step rates the round gate compares.
+#[derive(Debug, Clone)]
+pub struct DraftCosts {
+    /// Target forward steps per second by tokens in the batch.
+    pub target: SpsTable,
+    /// Draft forward steps per second by tokens in the batch.
+    pub draft: SpsTable,
+}
+
+struct Row {
+    history: Vec<u32>,
+    /// The draft KV holds `history[..fed]`.
+    fed: usize,
+    /// Draft tokens of this step whose KV was written (all but the last).
+    speculative: usize,
+    blocks: SeqBlocks,
+    sampler: Sampler,
+    /// Running P(first draft token accepted).
+    first_accept: f64,
+}
+
+/// A draft model on its own backend.
+pub struct DraftModel<E: Executor> {
+    exec: E,
+    pool: BlockPool,
+    block_size: usize,
+    /// Most prompt tokens one catch-up forward takes (the engine's step budget).
+    max_batch_tokens: usize,
+    max_draft: usize,
+    costs: DraftCosts,
+    rows: HashMap<SeqId, Row>,
+}
+
+impl<E: Executor> DraftModel<E> {
+    pub fn new(
+        exec: E,
+        block_size: usize,
+        max_batch_tokens: usize,
+        max_draft: usize,
+        costs: DraftCosts,
+    ) -> DraftModel<E> {
+        let pool = BlockPool::new(exec.kv_blocks());
+        DraftModel {
+            exec,
+            pool,
+            block_size,
+            max_batch_tokens: max_batch_tokens.max(1),
+            max_draft,
+            costs,
+            rows: HashMap::new(),
+        }
+    }
+
+    /// Feeds every listed row what its draft KV lacks, in forwards of at
+    /// most `max_batch_tokens` tokens; returns each row's logits for its
+    /// next token.
+    fn catch_up(&mut self, ids: &[SeqId]) -> Result<HashMap<SeqId, Vec<f32>>, BackendError> {
+        let mut out = HashMap::new();
+        let mut pending: Vec<SeqId> = ids.to_vec();
+        while !pending.is_empty() {
+            let mut budget = self.max_batch_tokens;
+            let mut seqs = Vec::new();
+            let mut finishing = Vec::new();
+            for &id in &pending {
+                let row = &self.rows[&id];
+                let left = row.history.len() - row.fed;
+                // Every row gets at least one token so the loop progresses.
+                let take = left.min(budget.max(1));
+                budget = budget.saturating_sub(take);
+                let last = take == left;
+                seqs.push(self.chunk(id, take, usize::from(last))?);
+                if last {
+                    finishing.push(id);
+                }
+                if budget == 0 {
+                    break;
+                }
+            }
+            let logits = self.exec.forward(&ForwardBatch { seqs: seqs.clone() })?;
+            for (s, l) in seqs.iter().zip(logits) {
+                let row = self.rows.get_mut(&s.seq_id).expect("drafting rows exist");
+                row.fed += s.tokens.len();
+                if !l.is_empty() {
+                    out.insert(s.seq_id, l);
+                }
+            }
+            pending.retain(|id| !finishing.contains(id));
+        }
+        Ok(out)
+    }
+
+    /// The next `take` unfed history tokens of row `id` as one chunk.
+    fn chunk(
+        &mut self,
+        id: SeqId,
+        take: usize,
+        logits_for: usize,
+    ) -> Result<SeqChunk, BackendError> {
+        let row = &self.rows[&id];
+        let (start, end) = (row.fed, row.fed + take);
+        let tokens = row.history[start..end].to_vec();
+        Ok(SeqChunk {
+            seq_id: id,
+            tokens,
+            start_pos: start,
+            block_table: self.table_to(id, end)?,
+            logits_for,
+        })
+    }
+
+    /// Row `id`'s block table covering positions `0..end`, taking blocks
+    /// from its reservation as needed.
+    fn table_to(&mut self, id: SeqId, end: usize) -> Result<Vec<u32>, BackendError> {
+        let n = blocks_for(end, self.block_size);
+        let row = self.rows.get_mut(&id).expect("drafting rows exist");
+        if !self.pool.grow(&mut row.blocks, n) {
+            return Err(BackendError::InvalidBatch(format!(
+                "draft position {end} is beyond the row's draft KV reservation"
+            )));
+        }
+        Ok(row.blocks.table[..n].to_vec())
+    }
+
+    /// Whether one more draft round over rows whose next tokens survive with
+    /// `next` (predicted) pays, given the step so far: `expected` committed
+    /// tokens, `verify_tokens` in the target batch and `draft_rounds` draft
+    /// step times already spent.
+    fn round_pays(&self, next: &[f64], expected: f64, verify_tokens: usize, spent: f64) -> bool {
+        let t = |n: usize| 1.0 / self.costs.target.steps_per_second(n);
+        let d = 1.0 / self.costs.draft.steps_per_second(next.len());
+        let now = t(verify_tokens) + spent;
+        let gain: f64 = next.iter().sum();
+        let cost = d + t(verify_tokens + next.len()) - t(verify_tokens);
+        gain * now > expected * cost
+    }
+}
+
+/// Softmax probability of `token` in `logits` at temperature 1.
+fn softmax_prob(logits: &[f32], token: u32) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let total: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
+    (((logits[token as usize] - max) as f64).exp() / total) as f32
+}
+
+impl<E: Executor> Drafter for DraftModel<E> {
+    fn admit(
+        &mut self,
+        id: SeqId,
+        prompt: &[u32],
+        max_new_tokens: usize,
+        sampling: &SamplingParams,
+    ) {
+        let need = blocks_for(
+            prompt.len() + max_new_tokens + self.max_draft,
+            self.block_size,
+        );
+        let Some(blocks) = self.pool.try_admit(&[], need) else {
+            return;
+        };
+        let params = SamplingParams {
+            seed: sampling.seed ^ DRAFT_STREAM,
+            ..*sampling
+        };
+        self.rows.insert(
+            id,
+            Row {
+                history: prompt.to_vec(),
+                fed: 0,
+                speculative: 0,
+                blocks,
+                sampler: Sampler::new(params),
+                first_accept: 1.0,
+            },
+        );
+    }
+
+    fn draft(&mut self, rows: &[(SeqId, usize)]) -> Result<Vec<(SeqId, Draft)>, BackendError> {
+        let known: Vec<(SeqId, usize)> = rows
+            .iter()
+            .copied()
+            .filter(|(id, len)| *len > 0 && self.rows.contains_key(id))
+            .collect();
+        // Round 1 runs for the rows whose first draft token is expected to pay.
+        let all = rows.len();
+        let first: Vec<f64> = known
+            .iter()
+            .map(|(id, _)| self.rows[id].first_accept)
+            .collect();
+        let mut live: Vec<(SeqId, usize)> = if self.round_pays(&first, all as f64, all, 0.0) {
+            known.clone()
+        } else {
+            Vec::new()
+        };
+        for (id, _) in &known {
+            if !live.iter().any(|(l, _)| l == id) {
+                let row = self.rows.get_mut(id).expect("known rows exist");
+                row.first_accept += RECOVERY * (1.0 - row.first_accept);
+            }
+        }
+        if live.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<SeqId> = live.iter().map(|(id, _)| *id).collect();
+        let mut logits = self.catch_up(&ids)?;
+        let mut drafts: HashMap<SeqId, (Draft, f64)> = HashMap::new();
+        let mut expected = all as f64;
+        let mut verify_tokens = all;
+        let mut spent = 1.0 / self.costs.draft.steps_per_second(live.len());
+        loop {
+            // Draw this round's token for every live row.
+            for (id, _) in &live {
+                let row = self.rows.get_mut(id).expect("live rows exist");
+                let l = logits.remove(id).expect("every live row got logits");
+                let dist = row.sampler.distribution(&l);
+                let token = row.sampler.sample_from(&dist);
+                let conf = softmax_prob(&l, token);
+                let (d, survival) = drafts.entry(*id).or_insert((Draft::default(), 1.0));
+                d.push(token, conf, dist);
+                *survival *= f64::from(d.confidence()[d.len() - 1]);
+                expected += *survival;
+                verify_tokens += 1;
+            }
+            // Rows that may draft further, with their predicted next survival.
+            let next: Vec<((SeqId, usize), f64)> = live
+                .iter()
+                .filter_map(|&(id, max_len)| {
+                    let (d, survival) = &drafts[&id];
+                    let last = f64::from(*d.confidence().last()?);
+                    (d.len() < max_len && *survival * last > 0.0)
+                        .then_some(((id, max_len), *survival * last))
+                })
+                .collect();
+            let gains: Vec<f64> = next.iter().map(|(_, g)| *g).collect();
+            if next.is_empty() || !self.round_pays(&gains, expected, verify_tokens, spent) {
+                break;
+            }
+            live = next.into_iter().map(|(r, _)| r).collect();
+            let mut seqs = Vec::with_capacity(live.len());
+            for (id, _) in &live {
+                let d = &drafts[id].0;
+                let token = d.tokens()[d.len() - 1];
+                let pos = self.rows[id].history.len() + d.len() - 1;
+                seqs.push(SeqChunk {
+                    seq_id: *id,
+                    tokens: vec![token],
+                    start_pos: pos,
+                    block_table: self.table_to(*id, pos + 1)?,
+                    logits_for: 1,
+                });
+            }
+            spent += 1.0 / self.costs.draft.steps_per_second(seqs.len());
+            let out = self.exec.forward(&ForwardBatch { seqs: seqs.clone() })?;
+            for (s, l) in seqs.iter().zip(out) {
+                logits.insert(s.seq_id, l);
+            }
+        }
+        Ok(known
+            .iter()
+            .filter_map(|(id, _)| {
+                let (d, _) = drafts.remove(id)?;
+                let row = self.rows.get_mut(id).expect("known rows exist");
+                row.speculative = d.len() - 1;
+                Some((*id, d))
+            })
+            .collect())
+    }
+
+    fn record(&mut self, id: SeqId, verified: usize, accepted: usize) {
+        if let Some(row) = self.rows.get_mut(&id) {
+            row.fed += accepted.min(row.speculative);
+            if verified > 0 {
+                let kept = if accepted > 0 { 1.0 } else { 0.0 };
+                row.first_accept += ACCEPT_EMA * (kept - row.first_accept);
+            }
+        }
+    }
+
+    fn extend(&mut self, id: SeqId, token: u32) {
+        if let Some(row) = self.rows.get_mut(&id) {
+            row.history.push(token);
+            row.speculative = 0;
+        }
+    }
+
+    fn release(&mut self, id: SeqId) {
+        if let Some(row) = self.rows.remove(&id) {
+            self.pool.release(row.blocks);
+            self.exec.release(id);
+        }
+    }
+}
