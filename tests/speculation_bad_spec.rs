@@ -1,8 +1,8 @@
 //! A `speculation` section the job cannot honour fails before any work,
 //! with exit code 2, a message naming the field and the cause, and nothing
-//! written to the output directory: a bad `max_draft`, a missing draft
-//! model, an unreadable or malformed calibration, a method this build does
-//! not implement, and a method the model cannot run.
+//! written to the output directory: a bad `max_draft`, a missing or
+//! mismatched draft model, an unreadable or malformed calibration, a method
+//! this build does not implement, and a method the model cannot run.
 
 mod common;
 
@@ -103,11 +103,6 @@ fn methods_a_dense_model_or_this_build_cannot_run_are_refused() {
     let smollm2 = common::model_path(common::SMOLLM2);
     assert_refused(
         &smollm2,
-        "  method: draft_model\n  draft_model: models/draft.gguf\n",
-        &["speculation.method: `draft_model` is not implemented yet"],
-    );
-    assert_refused(
-        &smollm2,
         "  method: dspark\n",
         &[
             "speculation.method: `dspark` needs a DeepSeek-V4 checkpoint with DSpark (mtp.*) tensors",
@@ -115,6 +110,60 @@ fn methods_a_dense_model_or_this_build_cannot_run_are_refused() {
             common::SMOLLM2,
         ],
     );
+}
+
+/// A draft model that is missing, of another vocabulary, or not a dense
+/// model is refused before any work, naming the field and the file.
+#[test]
+fn draft_models_that_cannot_draft_for_the_model_are_refused() {
+    let smollm2 = common::model_path(common::SMOLLM2);
+    let qwen = common::model_path(common::QWEN05);
+    assert_refused(
+        &smollm2,
+        "  method: draft_model\n  draft_model: models/no-such-draft.gguf\n",
+        &[
+            "speculation.draft_model `models/no-such-draft.gguf`",
+            "not found",
+        ],
+    );
+    assert_refused(
+        &smollm2,
+        &format!("  method: draft_model\n  draft_model: {qwen}\n"),
+        &[
+            "speculation.draft_model",
+            common::QWEN05,
+            "its tokenizer differs from the model's",
+            "token ids",
+        ],
+    );
+    let dsv4 = dsv4_tok();
+    assert_refused(
+        &smollm2,
+        &format!("  method: draft_model\n  draft_model: {}\n", dsv4.display()),
+        &["a draft model must be a dense (llama or qwen2) model, not deepseek_v4"],
+    );
+}
+
+/// The real pair passes the checks, and `validate` names the draft model.
+#[test]
+fn a_draft_model_sharing_the_vocabulary_passes_the_checks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let qwen = common::model_path(common::QWEN05);
+    let spec = job(
+        tmp.path(),
+        &common::model_path(common::QWEN15),
+        &format!("  method: draft_model\n  max_draft: 4\n  draft_model: {qwen}\n"),
+    );
+    let run = specbatch(&["validate", spec.to_str().unwrap()]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout.contains(&format!(
+            "speculation ok: draft_model, max_draft 4, draft model "
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains(&format!("({qwen})")), "{}", run.stdout);
 }
 
 #[test]

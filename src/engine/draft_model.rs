@@ -341,3 +341,149 @@ impl<E: Executor> Drafter for DraftModel<E> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::executor::ModelShape;
+
+    const VOCAB: usize = 16;
+
+    /// A model whose next token is always (last fed token + 1) mod VOCAB, with
+    /// probability about 0.9; it records every chunk it runs.
+    struct Counter {
+        shape: ModelShape,
+        chunks: Vec<(usize, Vec<u32>)>,
+    }
+
+    impl Counter {
+        fn new() -> Counter {
+            Counter {
+                shape: ModelShape {
+                    vocab_size: VOCAB,
+                    context_length: 4096,
+                    kv_bytes_per_token: 1,
+                },
+                chunks: Vec::new(),
+            }
+        }
+    }
+
+    impl Executor for Counter {
+        fn shape(&self) -> &ModelShape {
+            &self.shape
+        }
+
+        fn kv_blocks(&self) -> usize {
+            64
+        }
+
+        fn forward(&mut self, batch: &ForwardBatch) -> Result<Vec<Vec<f32>>, BackendError> {
+            Ok(batch
+                .seqs
+                .iter()
+                .map(|s| {
+                    self.chunks.push((s.start_pos, s.tokens.clone()));
+                    let last = *s.tokens.last().unwrap() as usize;
+                    let mut row = vec![0.0; VOCAB * s.logits_for];
+                    if s.logits_for > 0 {
+                        row[(last + 1) % VOCAB] = 5.0;
+                    }
+                    row
+                })
+                .collect())
+        }
+    }
+
+    fn greedy() -> SamplingParams {
+        SamplingParams {
+            temperature: 0.0,
+            top_p: 1.0,
+            top_k: 0,
+            seed: 3,
+        }
+    }
+
+    fn drafter(draft_rate: f64) -> DraftModel<Counter> {
+        let costs = DraftCosts {
+            target: SpsTable::new(vec![(1, 10.0)]).unwrap(),
+            draft: SpsTable::new(vec![(1, draft_rate)]).unwrap(),
+        };
+        DraftModel::new(Counter::new(), 4, 8, 4, costs)
+    }
+
+    #[test]
+    fn drafts_feed_the_prompt_in_budgeted_chunks_then_one_token_per_round() {
+        let mut d = drafter(1e9);
+        d.admit(7, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 20, &greedy());
+        let drafts = d.draft(&[(7, 4)]).unwrap();
+        assert_eq!(drafts.len(), 1);
+        assert_eq!(drafts[0].1.tokens(), &[11, 12, 13, 14]);
+        // The confidence is the draft model's own probability of its token.
+        let p = 5f32.exp() / (5f32.exp() + 15.0);
+        assert!((drafts[0].1.confidence()[0] - p).abs() < 1e-6);
+        // 10 prompt tokens in chunks of at most 8, then drafts 1..3 fed
+        // (the last draft token is never fed).
+        assert_eq!(
+            d.exec.chunks,
+            vec![
+                (0, vec![1, 2, 3, 4, 5, 6, 7, 8]),
+                (8, vec![9, 10]),
+                (10, vec![11]),
+                (11, vec![12]),
+                (12, vec![13]),
+            ]
+        );
+    }
+
+    #[test]
+    fn only_kept_drafts_count_as_fed() {
+        let mut d = drafter(1e9);
+        d.admit(1, &[1, 2, 3], 20, &greedy());
+        d.draft(&[(1, 4)]).unwrap(); // drafts 4 5 6 7; feeds 4 5 6
+        // Two drafts kept, then the target's correction 9.
+        d.record(1, 4, 2);
+        for t in [4, 5, 9] {
+            d.extend(1, t);
+        }
+        d.exec.chunks.clear();
+        let drafts = d.draft(&[(1, 2)]).unwrap();
+        assert_eq!(drafts[0].1.tokens(), &[10, 11]);
+        // KV held 1 2 3 4 5: the next step starts by feeding the correction.
+        assert_eq!(d.exec.chunks, vec![(5, vec![9]), (6, vec![10])]);
+
+        // A draft the budget left out (no record) keeps nothing: position 6
+        // held draft 10 and now takes the emitted 12.
+        d.extend(1, 12);
+        d.exec.chunks.clear();
+        d.draft(&[(1, 1)]).unwrap();
+        assert_eq!(d.exec.chunks, vec![(6, vec![12])]);
+    }
+
+    #[test]
+    fn rounds_that_cost_more_than_they_add_do_not_run() {
+        // A draft step as slow as a target step never pays for itself.
+        let mut d = drafter(10.0);
+        d.admit(1, &[1, 2, 3], 20, &greedy());
+        assert!(d.draft(&[(1, 4)]).unwrap().is_empty());
+        assert!(d.exec.chunks.is_empty(), "nothing was run");
+        // A cheap draft model drafts while the survival is worth a round:
+        // confidence ~0.9 per position at a tenth of a target step.
+        let mut d = drafter(100.0);
+        d.admit(1, &[1, 2, 3], 20, &greedy());
+        let n = d.draft(&[(1, 4)]).unwrap()[0].1.len();
+        assert!((1..=4).contains(&n), "{n}");
+    }
+
+    #[test]
+    fn rows_the_pool_cannot_hold_never_draft() {
+        let mut d = drafter(1e9);
+        // 64 blocks of 4 tokens: a row needing 300 positions does not fit.
+        d.admit(1, &[1; 280], 16, &greedy());
+        assert!(d.draft(&[(1, 4)]).unwrap().is_empty());
+        d.admit(2, &[1, 2], 4, &greedy());
+        assert_eq!(d.draft(&[(1, 4), (2, 4)]).unwrap().len(), 1);
+        d.release(2);
+        assert_eq!(d.pool.promised() + d.pool.in_use(), 0);
+    }
+}
