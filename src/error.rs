@@ -9,6 +9,7 @@ use crate::engine::runner::EngineError;
 use crate::io::IoError;
 use crate::job::SpecError;
 use crate::model::error::ModelError;
+use crate::pipeline::CalibrateError;
 use crate::plan::PlanError;
 
 /// Exit code for problems a retry cannot fix.
@@ -33,12 +34,16 @@ pub enum JobError {
     Stage(&'static str),
     #[error("not every shard is done: shard(s) {0:?} have no _DONE.json yet")]
     ShardsPending(Vec<u32>),
+    #[error(transparent)]
+    Calibrate(#[from] CalibrateError),
 }
 
 impl JobError {
     pub fn exit_code(&self) -> u8 {
         match self {
             JobError::Spec(_) | JobError::Model(_) => EXIT_NOT_RETRIABLE,
+            JobError::Calibrate(CalibrateError::Save(_)) => EXIT_RETRIABLE,
+            JobError::Calibrate(_) => EXIT_NOT_RETRIABLE,
             JobError::Io(e) if !e.is_retriable() => EXIT_NOT_RETRIABLE,
             JobError::Plan(PlanError::Io(e)) if e.is_retriable() => EXIT_RETRIABLE,
             JobError::Plan(_) => EXIT_NOT_RETRIABLE,

@@ -58,6 +58,17 @@ enum Command {
     },
     /// Check a job's spec, its inputs' schema and its model without running.
     Validate { job: String },
+    /// Fit the job's drafter confidences on held-out rows and write the file
+    /// `speculation.calibration` names (nothing goes to the job's output).
+    Calibrate {
+        job: String,
+        /// The calibration file to write.
+        #[arg(long)]
+        out: String,
+        /// How many of the job's first input rows to run.
+        #[arg(long, default_value_t = 32)]
+        rows: usize,
+    },
     /// Describe a model: architecture, parameters, tensor formats, tokenizer, chat template.
     Inspect { model: String },
     /// Measure generation throughput (the llama-batched-bench workload).
@@ -112,6 +123,10 @@ fn main() -> ExitCode {
         }
         Command::Validate { job } => {
             pipeline::validate_job(&job).map(|report| println!("{report}"))
+        }
+        Command::Calibrate { job, out, rows } => {
+            pipeline::calibrate_job(&job, rows, std::path::Path::new(&out))
+                .map(|report| print!("{report}"))
         }
         Command::Inspect { model } => load_model(&model)
             .map(|m| print!("{}", describe(&m)))

@@ -22,7 +22,7 @@ use crate::backend::executor::{BackendError, Executor};
 use crate::io::row::{
     FinishReason, Generation, RowError, RowErrorKind, RowKey, RowResult, RowTimings,
 };
-use crate::spec::{self, SpecStats, TokenDist};
+use crate::spec::{self, SpecStats, StepRecord, TokenDist};
 use crate::text::{IncrementalDecoder, ReasoningMode, StopMatcher, TextTokenizer, TokenizerError};
 
 /// A tokenized row ready for the engine.
@@ -138,6 +138,15 @@ impl<'t, E: Executor> Engine<'t, E> {
     /// Prompt tokens computed and taken from shared blocks so far.
     pub fn prefill_stats(&self) -> PrefillStats {
         self.sched.prefill_stats()
+    }
+
+    /// Verify rounds a recording speculator kept (see
+    /// [`Speculator::recording`]); empty otherwise.
+    pub fn take_step_records(&mut self) -> Vec<StepRecord> {
+        self.spec
+            .as_mut()
+            .map(Speculator::take_records)
+            .unwrap_or_default()
     }
 
     /// Speculation counters so far (`None` without speculation).

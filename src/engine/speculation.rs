@@ -18,7 +18,7 @@ use super::drafter::Drafter;
 use super::sampler::SamplingParams;
 use super::scheduler::SeqId;
 use crate::backend::executor::BackendError;
-use crate::spec::{Draft, SpecStats, SpsTable, Sts, budget};
+use crate::spec::{Draft, SpecStats, SpsTable, StepRecord, Sts, budget};
 
 /// How the engine speculates.
 #[derive(Debug, Clone)]
@@ -37,6 +37,9 @@ pub struct Speculator {
     drafter: Box<dyn Drafter>,
     /// The last budget was zero for every row: this step decodes plainly.
     skip_next: bool,
+    /// Calibration runs: each row's raw confidences this step, and the
+    /// verify rounds recorded so far (see [`Speculator::recording`]).
+    recording: Option<(HashMap<SeqId, Vec<f32>>, Vec<StepRecord>)>,
     stats: SpecStats,
 }
 
@@ -46,8 +49,27 @@ impl Speculator {
             cfg,
             drafter,
             skip_next: false,
+            recording: None,
             stats: SpecStats::default(),
         }
+    }
+
+    /// Held-out runs for calibration: every draft is verified in full and no
+    /// calibration applies (the budget would bias which rounds are seen),
+    /// and each verify round is kept as a [`StepRecord`] of raw
+    /// confidences for [`Sts::fit`].
+    pub fn recording(mut self) -> Speculator {
+        self.cfg.calibration = None;
+        self.recording = Some((HashMap::new(), Vec::new()));
+        self
+    }
+
+    /// The verify rounds recorded so far (empty unless recording).
+    pub fn take_records(&mut self) -> Vec<StepRecord> {
+        self.recording
+            .as_mut()
+            .map(|(_, r)| std::mem::take(r))
+            .unwrap_or_default()
     }
 
     /// A row joins with its prompt as its drafter's history.
@@ -85,7 +107,14 @@ impl Speculator {
             }
         }
         let confidences: Vec<&[f32]> = drafts.iter().map(|(_, d)| d.confidence()).collect();
-        let lens = budget::plan(&confidences, 0, &self.cfg.sps);
+        let lens = match &mut self.recording {
+            Some((raw, _)) => {
+                raw.clear();
+                raw.extend(drafts.iter().map(|(id, d)| (*id, d.confidence().to_vec())));
+                drafts.iter().map(|(_, d)| d.len()).collect()
+            }
+            None => budget::plan(&confidences, 0, &self.cfg.sps),
+        };
         if lens.iter().all(|&l| l == 0) {
             // Drafting again next step would most likely be wasted too.
             self.skip_next = true;
@@ -106,6 +135,14 @@ impl Speculator {
     /// Row `id` verified `verified` draft tokens and kept the first `accepted`.
     pub fn record(&mut self, id: SeqId, verified: usize, accepted: usize) {
         self.drafter.record(id, verified, accepted);
+        if let Some((raw, records)) = &mut self.recording
+            && let Some(c) = raw.get(&id)
+        {
+            records.push(StepRecord {
+                raw: c[..verified.min(c.len())].to_vec(),
+                accepted,
+            });
+        }
         self.stats.record_round(verified, accepted);
     }
 

@@ -9,6 +9,7 @@
 //! attempt are skipped. The shard's rows run in the plan's order, so rows
 //! sharing a prefix run back to back and reuse its KV.
 
+mod calibrate;
 mod encode;
 mod planning;
 mod speculation;
@@ -45,6 +46,7 @@ use crate::plan::{PlanError, PlanIdentity, ShardPlan, load_or_create, resolve_sh
 use crate::progress::{JobCounters, Progress};
 use crate::spec::{SpecStats, Sts};
 
+pub use calibrate::{CalibrateError, CalibrationReport, calibrate_job};
 use encode::{Encoder, check_job_reasoning};
 pub use planning::{FinalizeOutcome, finalize_job, finalize_output, plan_job};
 use speculation::{

@@ -141,6 +141,30 @@ impl Sts {
         Sts { temperatures }
     }
 
+    /// The expected calibration error, at each of the first `positions`
+    /// positions, of the calibrated survival c_1·…·c_k against observed
+    /// survival over the records that verified position k (NaN where none
+    /// did): what [`Sts::fit`] minimises, for reporting a fit.
+    pub fn survival_ece(&self, records: &[StepRecord], positions: usize) -> Vec<f64> {
+        (0..positions)
+            .map(|k| {
+                let seen = records.iter().filter(|r| k < r.raw.len());
+                let (predicted, observed): (Vec<f64>, Vec<bool>) = seen
+                    .map(|r| {
+                        let t = |j: usize| self.temperatures.get(j).copied().unwrap_or(1.0);
+                        let p: f64 = (0..=k).map(|j| scaled(r.raw[j], t(j))).product();
+                        (p, r.accepted > k)
+                    })
+                    .unzip();
+                if predicted.is_empty() {
+                    f64::NAN
+                } else {
+                    ece(&predicted, &observed)
+                }
+            })
+            .collect()
+    }
+
     /// Reads `{ "version": 1, "temperatures": [...] }`; every error names
     /// the file.
     pub fn load(path: &Path) -> Result<Sts, StsError> {
@@ -213,6 +237,36 @@ fn ece(predicted: &[f64], observed: &[bool]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fit_never_reports_a_worse_survival_ece_than_raw() {
+        // Over-confident raw confidences: 0.9 at every position, while only
+        // half the drafts at each position are kept.
+        let records: Vec<StepRecord> = (0..200)
+            .map(|i| StepRecord {
+                raw: vec![0.9, 0.9],
+                accepted: [0, 1, 2, 2][i % 4],
+            })
+            .collect();
+        let raw = Sts::new(vec![1.0]).unwrap().survival_ece(&records, 3);
+        let fitted = Sts::fit(&records, 2);
+        let after = fitted.survival_ece(&records, 3);
+        assert!(
+            raw[2].is_nan() && after[2].is_nan(),
+            "no record verified position 3"
+        );
+        for k in 0..2 {
+            assert!(
+                after[k] <= raw[k],
+                "position {k}: {} > {}",
+                after[k],
+                raw[k]
+            );
+        }
+        // Position 1 is kept 3/4 of the time against a raw 0.9.
+        assert!((raw[0] - 0.15).abs() < 1e-9, "{}", raw[0]);
+        assert!(after[0] < raw[0]);
+    }
     use crate::engine::rng::Rng;
     use crate::spec::TokenDist;
 
