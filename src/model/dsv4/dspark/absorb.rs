@@ -2,10 +2,12 @@
 //! committed positions (a prefill's last rows, or the anchor and accepted
 //! drafts of a verify) become each stage's context K = V in the ring.
 //!
-//! Invariant: positions are absorbed in order without gaps (the first row
-//! of an absorb is the state's `len`), and a row's context K/V depends only
-//! on that row, so absorbing in any grouping or batch gives the same ring.
-//! Rows that the ring would overwrite within the same absorb are skipped.
+//! Invariant: positions are absorbed in order. An absorb starts at the
+//! state's `len`, or later only if it brings a whole window of rows (a long
+//! prefill needs just its last `window` rows captured), so the valid ring
+//! slots always hold the last positions. A row's context K/V depends only
+//! on that row, so absorbing in any grouping or batch gives the same ring;
+//! rows the ring would overwrite within the same absorb are skipped.
 
 use super::super::attention::{norm_rows, window_kv};
 use super::super::precision::Gemm;
@@ -16,7 +18,8 @@ use super::state::DraftState;
 /// Rows to absorb into one sequence's state.
 pub struct Absorb<'a> {
     pub state: &'a mut DraftState,
-    /// Position of the first row; must equal `state.len()`.
+    /// Position of the first row: `state.len()`, or later when the rows
+    /// fill a whole window.
     pub pos0: usize,
     /// `rows × width` `main_hidden` (see [`super::capture::Captured`]).
     pub hidden: &'a [f32],
@@ -37,10 +40,14 @@ impl Drafter<'_> {
                     width,
                 });
             }
-            if it.pos0 != it.state.len() {
+            let (len, rows) = (it.state.len(), it.hidden.len() / width);
+            // Skipping positions is harmless only when the ring is refilled.
+            if it.pos0 < len || (it.pos0 > len && rows < c.window) {
                 return Err(DsparkError::Gap {
-                    expected: it.state.len(),
-                    found: it.pos0,
+                    len,
+                    pos0: it.pos0,
+                    rows,
+                    window: c.window,
                 });
             }
         }

@@ -3,8 +3,16 @@
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DsparkError {
-    #[error("absorb starts at position {found}, but the draft state holds {expected} positions")]
-    Gap { expected: usize, found: usize },
+    #[error(
+        "absorb of {rows} rows starts at position {pos0}, but the draft state holds {len} \
+         positions (a later start needs at least a window of {window} rows)"
+    )]
+    Gap {
+        len: usize,
+        pos0: usize,
+        rows: usize,
+        window: usize,
+    },
     #[error("main_hidden has {len} values, not whole rows of {width}")]
     HiddenWidth { len: usize, width: usize },
     #[error("token {token} is outside the vocabulary of {vocab}")]
