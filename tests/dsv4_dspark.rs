@@ -209,7 +209,10 @@ fn exact_capture_and_drafts_match_the_numpy_reference() {
         assert_eq!(dr.tokens, r.tokens);
         // f32 here, float64 there; measured ~1e-6.
         let err = worst_relative(&dr.logits, &r.logits, vocab);
-        eprintln!("round at {}: logits worst relative error {err:e}", r.position);
+        eprintln!(
+            "round at {}: logits worst relative error {err:e}",
+            r.position
+        );
         assert!(err < 2e-5, "round at {}: logits {err:e}", r.position);
         for (a, b) in dr.confidence.iter().zip(&r.confidence) {
             assert!(
@@ -356,8 +359,14 @@ fn bad_inputs_are_typed_errors_that_change_nothing() {
     };
     let len = st.len();
     // A gap smaller than a window, a position already absorbed, half a row.
-    assert!(matches!(try_absorb(len + 1, row), Err(DsparkError::Gap { .. })));
-    assert!(matches!(try_absorb(len - 1, row), Err(DsparkError::Gap { .. })));
+    assert!(matches!(
+        try_absorb(len + 1, row),
+        Err(DsparkError::Gap { .. })
+    ));
+    assert!(matches!(
+        try_absorb(len - 1, row),
+        Err(DsparkError::Gap { .. })
+    ));
     assert!(matches!(
         try_absorb(len, &row[..width / 2]),
         Err(DsparkError::HiddenWidth { .. })

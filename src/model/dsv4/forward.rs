@@ -189,7 +189,12 @@ impl Dsv4Model {
 
     /// The sigmoid-gated `hc_head` collapse of `n` tokens' streams: the
     /// head's input before its norm.
-    pub(super) fn collapse_head(&self, hc_head: &MhcWeights, streams: &[f32], n: usize) -> Vec<f32> {
+    pub(super) fn collapse_head(
+        &self,
+        hc_head: &MhcWeights,
+        streams: &[f32],
+        n: usize,
+    ) -> Vec<f32> {
         let c = self.config();
         let (d, hc) = (c.hidden, c.hc_mult);
         let pre = head_weights(hc_head, streams, n, c.rms_eps, c.hc_eps);

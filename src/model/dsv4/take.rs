@@ -33,7 +33,12 @@ impl Take<'_> {
         self.st.dir().to_path_buf()
     }
 
-    pub(super) fn raw(&mut self, name: &str, dtype: Dtype, shape: &[usize]) -> Result<RawTensor, Dsv4Error> {
+    pub(super) fn raw(
+        &mut self,
+        name: &str,
+        dtype: Dtype,
+        shape: &[usize],
+    ) -> Result<RawTensor, Dsv4Error> {
         let t = self.st.raw(name).ok_or_else(|| Dsv4Error::MissingTensor {
             dir: self.dir(),
             tensor: name.to_string(),
@@ -101,14 +106,24 @@ impl Take<'_> {
     }
 
     /// `{prefix}.weight` in BF16.
-    pub(super) fn bf16_matrix(&mut self, prefix: &str, rows: usize, cols: usize) -> Result<Matrix, Dsv4Error> {
+    pub(super) fn bf16_matrix(
+        &mut self,
+        prefix: &str,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Matrix, Dsv4Error> {
         let name = format!("{prefix}.weight");
         let t = self.raw(&name, Dtype::BF16, &[rows, cols])?;
         self.matrix(&name, rows, cols, WeightFormat::Bf16, t)
     }
 
     /// `{prefix}.weight` in F8_E4M3 with `{prefix}.scale` per 128×128 block.
-    pub(super) fn fp8_matrix(&mut self, prefix: &str, rows: usize, cols: usize) -> Result<Matrix, Dsv4Error> {
+    pub(super) fn fp8_matrix(
+        &mut self,
+        prefix: &str,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Matrix, Dsv4Error> {
         let (wn, sn) = (format!("{prefix}.weight"), format!("{prefix}.scale"));
         let w = self.raw(&wn, Dtype::F8_E4M3, &[rows, cols])?;
         let grid = [rows.div_ceil(FP8_BLOCK), cols.div_ceil(FP8_BLOCK)];
@@ -118,7 +133,12 @@ impl Take<'_> {
     }
 
     /// `{prefix}.weight` as E2M1 pairs in I8 with `{prefix}.scale` per 32 inputs.
-    pub(super) fn fp4_matrix(&mut self, prefix: &str, rows: usize, cols: usize) -> Result<Matrix, Dsv4Error> {
+    pub(super) fn fp4_matrix(
+        &mut self,
+        prefix: &str,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Matrix, Dsv4Error> {
         let (wn, sn) = (format!("{prefix}.weight"), format!("{prefix}.scale"));
         let w = self.raw(&wn, Dtype::I8, &[rows, cols / 2])?;
         let s = self.raw(&sn, Dtype::F8_E8M0, &[rows, cols / FP4_GROUP])?;

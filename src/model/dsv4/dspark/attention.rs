@@ -36,10 +36,7 @@ pub(super) fn block_attention(
     size: usize,
 ) -> Vec<f32> {
     let (hd, heads) = (c.head_dim, c.n_heads);
-    let positions: Vec<usize> = blocks
-        .iter()
-        .flat_map(|b| b.pos0..b.pos0 + size)
-        .collect();
+    let positions: Vec<usize> = blocks.iter().flat_map(|b| b.pos0..b.pos0 + size).collect();
     let n = positions.len();
     let (_, q) = queries(c, w, rope, p, x, &positions);
     let kv = window_kv(c, w, rope, p, x, &positions);

@@ -82,7 +82,12 @@ impl<'a> Capture<'a> {
     }
 
     /// Records the streams (`tokens × hc × hidden`) after main layer `layer`.
-    pub(in crate::model::dsv4) fn after_layer(&mut self, layer: usize, streams: &[f32], p: Precision) {
+    pub(in crate::model::dsv4) fn after_layer(
+        &mut self,
+        layer: usize,
+        streams: &[f32],
+        p: Precision,
+    ) {
         let (d, hc) = (self.hidden, self.hc);
         let slots = self.layers.iter().enumerate().filter(|(_, l)| **l == layer);
         for (j, _) in slots {
