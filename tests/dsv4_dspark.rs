@@ -6,8 +6,9 @@
 //! on in both precisions: chunking, batching and capture change nothing,
 //! bad inputs are typed errors that change nothing.
 
-use std::path::Path;
+mod common;
 
+use common::{dsv4_model, f32_file, worst_relative};
 use specbatch::model::dsv4::dspark::Drafter;
 use specbatch::model::dsv4::dspark::absorb::Absorb;
 use specbatch::model::dsv4::dspark::draft::{Draft, DraftRow};
@@ -16,17 +17,9 @@ use specbatch::model::dsv4::dspark::state::DraftState;
 use specbatch::model::dsv4::forward::{Chunk, Dsv4Model};
 use specbatch::model::dsv4::precision::Precision;
 use specbatch::model::dsv4::state::SeqState;
-use specbatch::model::dsv4::weights::Dsv4Weights;
 
 const CHECKPOINT: &str = "tests/fixtures/dsv4/tiny-dspark";
 const GOLDEN: &str = "tests/fixtures/dsv4/dspark-golden";
-
-fn model(p: Precision) -> Dsv4Model {
-    Dsv4Model::new(
-        Dsv4Weights::load(Path::new(CHECKPOINT)).expect("tiny-dspark loads"),
-        p,
-    )
-}
 
 struct Round {
     anchor: u32,
@@ -47,14 +40,6 @@ struct Golden {
     rounds: Vec<Round>,
 }
 
-fn floats(path: &str) -> Vec<f32> {
-    std::fs::read(format!("{GOLDEN}/{path}"))
-        .unwrap()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
-}
-
 fn golden() -> Golden {
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(format!("{GOLDEN}/golden.json")).unwrap()).unwrap();
@@ -67,7 +52,7 @@ fn golden() -> Golden {
             .collect()
     };
     let vocab = num("vocab_size");
-    let logits = floats("logits.bin");
+    let logits = f32_file(&format!("{GOLDEN}/logits.bin"));
     let rounds = meta["rounds"]
         .as_array()
         .unwrap()
@@ -96,25 +81,9 @@ fn golden() -> Golden {
         verify: num("verify"),
         kept: num("kept"),
         width: meta["hidden"]["width"].as_u64().unwrap() as usize,
-        hidden: floats("hidden.bin"),
+        hidden: f32_file(&format!("{GOLDEN}/hidden.bin")),
         rounds,
     }
-}
-
-/// Worst over rows of max|a − b| / max|b|.
-fn worst_relative(a: &[f32], b: &[f32], row: usize) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.chunks_exact(row)
-        .zip(b.chunks_exact(row))
-        .map(|(x, y)| {
-            let scale = y.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let diff = x
-                .iter()
-                .zip(y)
-                .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
-            diff / scale
-        })
-        .fold(0.0, f32::max)
 }
 
 /// Feeds `tokens` to the target as one chunk, capturing the last `rows`
@@ -136,13 +105,17 @@ fn capture(
         .remove(0)
 }
 
-fn absorb(d: &Drafter<'_>, state: &mut DraftState, pos0: usize, hidden: &[f32]) {
+fn absorb(
+    d: &Drafter<'_>,
+    state: &mut DraftState,
+    pos0: usize,
+    hidden: &[f32],
+) -> Result<(), DsparkError> {
     d.absorb(&mut [Absorb {
         state,
         pos0,
         hidden,
     }])
-    .unwrap();
 }
 
 /// One draft whose sampler returns `script` in order.
@@ -176,7 +149,7 @@ fn scenario(m: &Dsv4Model, g: &Golden) -> (Vec<DraftState>, Vec<Draft>, Vec<f32>
     // Prefill: only the last window of rows can matter.
     let pre = capture(m, &d, &mut target, &g.prompt[..ctx], window);
     assert_eq!((pre.pos0, pre.rows()), (ctx - window, window));
-    absorb(&d, &mut state, pre.pos0, &pre.hidden);
+    absorb(&d, &mut state, pre.pos0, &pre.hidden).unwrap();
     let mut states = vec![state.clone()];
     let r1 = &g.rounds[0];
     let first = draft_scripted(&d, &state, r1.anchor, &r1.tokens).unwrap();
@@ -184,7 +157,7 @@ fn scenario(m: &Dsv4Model, g: &Golden) -> (Vec<DraftState>, Vec<Draft>, Vec<f32>
     let verify = &g.prompt[ctx..ctx + g.verify];
     let ver = capture(m, &d, &mut target, verify, g.verify);
     assert_eq!(ver.pos0, ctx);
-    absorb(&d, &mut state, ctx, ver.first(g.kept));
+    absorb(&d, &mut state, ctx, ver.first(g.kept)).unwrap();
     states.push(state.clone());
     let r2 = &g.rounds[1];
     let second = draft_scripted(&d, &state, r2.anchor, &r2.tokens).unwrap();
@@ -196,7 +169,7 @@ fn scenario(m: &Dsv4Model, g: &Golden) -> (Vec<DraftState>, Vec<Draft>, Vec<f32>
 #[test]
 fn exact_capture_and_drafts_match_the_numpy_reference() {
     let g = golden();
-    let m = model(Precision::Exact);
+    let m = dsv4_model(CHECKPOINT, Precision::Exact);
     let (states, drafts, hidden) = scenario(&m, &g);
     let window = m.config().window;
     let want = &g.hidden[(g.context - window) * g.width..];
@@ -228,7 +201,7 @@ fn exact_capture_and_drafts_match_the_numpy_reference() {
 fn chunked_capture_and_absorb_fill_the_same_ring() {
     let g = golden();
     for p in [Precision::Exact, Precision::Official] {
-        let m = model(p);
+        let m = dsv4_model(CHECKPOINT, p);
         let d = m.drafter().unwrap();
         let (states, _, _) = scenario(&m, &g);
         // Every row captured, in chunks of 17 and 23, absorbed one by one.
@@ -236,7 +209,7 @@ fn chunked_capture_and_absorb_fill_the_same_ring() {
         let mut state = d.new_state();
         for part in g.prompt[..g.context].chunks(17) {
             let cap = capture(&m, &d, &mut target, part, part.len());
-            absorb(&d, &mut state, cap.pos0, &cap.hidden);
+            absorb(&d, &mut state, cap.pos0, &cap.hidden).unwrap();
         }
         assert_eq!(state, states[0], "{p:?}");
     }
@@ -245,7 +218,7 @@ fn chunked_capture_and_absorb_fill_the_same_ring() {
 #[test]
 fn capture_leaves_the_logits_unchanged() {
     let g = golden();
-    let m = model(Precision::Official);
+    let m = dsv4_model(CHECKPOINT, Precision::Official);
     let d = m.drafter().unwrap();
     let ids = &g.prompt[..g.context];
     let mut plain_state = m.new_state();
@@ -270,7 +243,7 @@ fn capture_leaves_the_logits_unchanged() {
 #[test]
 fn batched_drafts_equal_drafts_alone() {
     let g = golden();
-    let m = model(Precision::Official);
+    let m = dsv4_model(CHECKPOINT, Precision::Official);
     let d = m.drafter().unwrap();
     let (states, alone, _) = scenario(&m, &g);
     let scripts: Vec<&[u32]> = g.rounds.iter().map(|r| &r.tokens[..]).collect();
@@ -296,8 +269,8 @@ fn official_drafts_stay_close_to_exact() {
     // The simulation points perturb the same module; a broken one (a scale
     // applied twice, a missing de-quantization) would not stay this close.
     let g = golden();
-    let (_, exact, _) = scenario(&model(Precision::Exact), &g);
-    let (_, official, _) = scenario(&model(Precision::Official), &g);
+    let (_, exact, _) = scenario(&dsv4_model(CHECKPOINT, Precision::Exact), &g);
+    let (_, official, _) = scenario(&dsv4_model(CHECKPOINT, Precision::Official), &g);
     let l2 = |v: &mut dyn Iterator<Item = f32>| v.map(|x| x * x).sum::<f32>().sqrt();
     for (e, o) in exact.iter().zip(&official) {
         assert_ne!(e.logits, o.logits, "the simulation points changed nothing");
@@ -310,7 +283,7 @@ fn official_drafts_stay_close_to_exact() {
 
 #[test]
 fn the_drafter_has_a_fixed_state_size_and_reads_the_config() {
-    let m = model(Precision::Exact);
+    let m = dsv4_model(CHECKPOINT, Precision::Exact);
     let d = m.drafter().unwrap();
     assert_eq!(m.weights.dspark_stages(), 3);
     assert_eq!(d.target_layers(), [2, 3, 4]);
@@ -322,15 +295,15 @@ fn the_drafter_has_a_fixed_state_size_and_reads_the_config() {
 
 #[test]
 fn a_checkpoint_without_a_draft_module_has_no_drafter() {
-    let w = Dsv4Weights::load(Path::new("tests/fixtures/dsv4/tiny")).unwrap();
-    assert_eq!(w.dspark_stages(), 0);
-    assert!(Dsv4Model::new(w, Precision::Exact).drafter().is_none());
+    let m = dsv4_model("tests/fixtures/dsv4/tiny", Precision::Exact);
+    assert_eq!(m.weights.dspark_stages(), 0);
+    assert!(m.drafter().is_none());
 }
 
 #[test]
 fn bad_inputs_are_typed_errors_that_change_nothing() {
     let g = golden();
-    let m = model(Precision::Exact);
+    let m = dsv4_model(CHECKPOINT, Precision::Exact);
     let d = m.drafter().unwrap();
     let (states, _, hidden) = scenario(&m, &g);
     let vocab = m.config().vocab_size as u32;
@@ -350,13 +323,7 @@ fn bad_inputs_are_typed_errors_that_change_nothing() {
     let width = g.width;
     let row = &hidden[..width];
     let mut state = st.clone();
-    let mut try_absorb = |pos0: usize, hidden: &[f32]| {
-        d.absorb(&mut [Absorb {
-            state: &mut state,
-            pos0,
-            hidden,
-        }])
-    };
+    let mut try_absorb = |pos0: usize, hidden: &[f32]| absorb(&d, &mut state, pos0, hidden);
     let len = st.len();
     // A gap smaller than a window, a position already absorbed, half a row.
     assert!(matches!(

@@ -130,6 +130,24 @@ impl Keys<'_> {
         })
     }
 
+    pub(super) fn usize_list(&self, name: &str) -> Result<Vec<usize>, Dsv4Error> {
+        let v = self
+            .find(&[name])
+            .ok_or_else(|| self.err(name, "missing"))?;
+        v.as_array()
+            .and_then(|a| {
+                a.iter()
+                    .map(|r| r.as_u64().map(|r| r as usize))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .ok_or_else(|| {
+                self.err(
+                    name,
+                    format!("expected a list of non-negative integers, found {v}"),
+                )
+            })
+    }
+
     fn usize_or(&self, names: &[&str], default: usize) -> Result<usize, Dsv4Error> {
         match self.find(names) {
             None => Ok(default),
@@ -229,22 +247,7 @@ impl Dsv4Config {
             "fp8" => ExpertDtype::Fp8,
             other => return Err(k.err("expert_dtype", format!("`{other}` (expected fp4 or fp8)"))),
         };
-        let ratios = k
-            .find(&["compress_ratios"])
-            .ok_or_else(|| k.err("compress_ratios", "missing"))?;
-        let compress_ratios = ratios
-            .as_array()
-            .and_then(|a| {
-                a.iter()
-                    .map(|r| r.as_u64().map(|r| r as usize))
-                    .collect::<Option<Vec<_>>>()
-            })
-            .ok_or_else(|| {
-                k.err(
-                    "compress_ratios",
-                    "expected a list of non-negative integers",
-                )
-            })?;
+        let compress_ratios = k.usize_list("compress_ratios")?;
         let c = Dsv4Config {
             vocab_size: k.usize(&["vocab_size"])?,
             hidden: k.usize(&["hidden_size", "dim"])?,

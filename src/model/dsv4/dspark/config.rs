@@ -36,22 +36,10 @@ impl DsparkConfig {
         if keys.iter().all(|key| k.find(&[key]).is_none()) {
             return Ok(None);
         }
-        let layers = k
-            .find(&[TARGET_LAYERS])
-            .ok_or_else(|| k.err(TARGET_LAYERS, "missing (the other dspark_* keys are set)"))?;
-        let target_layers = layers
-            .as_array()
-            .and_then(|a| {
-                a.iter()
-                    .map(|v| v.as_u64().map(|n| n as usize))
-                    .collect::<Option<Vec<_>>>()
-            })
-            .ok_or_else(|| {
-                k.err(
-                    TARGET_LAYERS,
-                    format!("expected a list of layer indices, found {layers}"),
-                )
-            })?;
+        if k.find(&[TARGET_LAYERS]).is_none() {
+            return Err(k.err(TARGET_LAYERS, "missing (the other dspark_* keys are set)"));
+        }
+        let target_layers = k.usize_list(TARGET_LAYERS)?;
         let noise = k.usize(&[NOISE_TOKEN])?;
         Ok(Some(DsparkConfig {
             block_size: k.usize(&[BLOCK_SIZE])?,
