@@ -28,7 +28,8 @@ pub struct Captured {
 
 impl Captured {
     pub fn rows(&self) -> usize {
-        self.hidden.len() / self.width
+        // No target layers, no width: nothing was captured.
+        self.hidden.len().checked_div(self.width).unwrap_or(0)
     }
 
     /// The first `rows` rows (the positions a verify kept), clamped to the

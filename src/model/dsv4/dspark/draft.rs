@@ -9,7 +9,7 @@ use super::super::moe::moe;
 use super::Drafter;
 use super::attention::{Block, block_attention};
 use super::error::DsparkError;
-use super::markov::{Sampler, sequential};
+use super::markov::{Heads, Sampler, sequential};
 use super::state::DraftState;
 
 /// One sequence's request for a draft.
@@ -73,15 +73,13 @@ impl Drafter<'_> {
         let mut logits = m.head_logits(&self.weights.norm, x.clone(), n);
         let anchors: Vec<u32> = rows.iter().map(|r| r.anchor).collect();
         let mut samplers: Vec<&mut Sampler<'_>> = rows.iter_mut().map(|r| &mut *r.sample).collect();
-        let seq = sequential(
-            self.weights,
-            p,
-            &x,
-            &mut logits,
-            &anchors,
-            &mut samplers,
-            gamma,
-        )?;
+        let w = self.weights;
+        let heads = Heads {
+            w1: &w.markov_w1,
+            w2: &w.markov_w2,
+            confidence: &w.confidence,
+        };
+        let seq = sequential(&heads, p, &x, &mut logits, &anchors, &mut samplers, gamma)?;
         Ok(seq
             .tokens
             .into_iter()
