@@ -62,7 +62,7 @@ pub(super) fn sequential(
         for (e, &t) in emb.chunks_exact_mut(rank).zip(&prev) {
             w.w1.dequantize_row(t as usize, e);
         }
-        let bias = p.linear(&w.w2, &emb, rows, Gemm::F32);
+        let bias = p.linear(w.w2, &emb, rows, Gemm::F32);
         for r in 0..rows {
             let at = r * block + i;
             let row = &mut logits[at * vocab..(at + 1) * vocab];
@@ -80,7 +80,7 @@ pub(super) fn sequential(
             prev[r] = token;
         }
     }
-    let confidence = p.linear(&w.confidence, &joint, rows * block, Gemm::F32);
+    let confidence = p.linear(w.confidence, &joint, rows * block, Gemm::F32);
     Ok(Sequential { tokens, confidence })
 }
 
