@@ -1,6 +1,7 @@
 //! A broken DeepSeek-V4 checkpoint fails at load, before any work, with exit
 //! code 2 and a message naming the file, tensor or key at fault. Each case
-//! copies the tiny fixture checkpoint and breaks one thing.
+//! copies the tiny fixture checkpoint (or the one with a DSpark module) and
+//! breaks one thing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,12 +11,17 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 const CHECKPOINT: &str = "tests/fixtures/dsv4/tiny";
+const DSPARK: &str = "tests/fixtures/dsv4/tiny-dspark";
 const SHARD1: &str = "model-00001-of-00002.safetensors";
 const SHARD2: &str = "model-00002-of-00002.safetensors";
 
 fn copy_fixture() -> tempfile::TempDir {
+    copy_of(CHECKPOINT)
+}
+
+fn copy_of(checkpoint: &str) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
-    for e in std::fs::read_dir(CHECKPOINT).unwrap() {
+    for e in std::fs::read_dir(checkpoint).unwrap() {
         let e = e.unwrap();
         std::fs::copy(e.path(), d.path().join(e.file_name())).unwrap();
     }
@@ -44,22 +50,58 @@ fn shard_of(dir: &Path, tensor: &str) -> PathBuf {
 /// Rewrites the shard holding `tensor` with `edit` applied to its
 /// (dtype, shape); the bytes stay as they were.
 fn retype(dir: &Path, tensor: &str, edit: impl Fn(&mut Dtype, &mut Vec<usize>)) {
-    let path = shard_of(dir, tensor);
-    let bytes = std::fs::read(&path).unwrap();
+    rewrite_shard(&shard_of(dir, tensor), |views| {
+        let v = views.get_mut(tensor).unwrap();
+        edit(&mut v.0, &mut v.1);
+    });
+}
+
+/// (dtype, shape, bytes) of a shard's tensors, by name.
+type Views = BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>;
+
+/// Rewrites the safetensors file `path` after `edit` changed its tensors.
+fn rewrite_shard(path: &Path, edit: impl FnOnce(&mut Views)) {
+    let bytes = std::fs::read(path).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
-    let mut views: BTreeMap<String, (Dtype, Vec<usize>, &[u8])> = BTreeMap::new();
-    for (name, v) in st.tensors() {
-        let (mut dt, mut shape) = (v.dtype(), v.shape().to_vec());
-        if name == tensor {
-            edit(&mut dt, &mut shape);
-        }
-        views.insert(name, (dt, shape, v.data()));
-    }
-    let views: Vec<(String, TensorView<'_>)> = views
+    let mut views: Views = st
+        .tensors()
         .into_iter()
-        .map(|(n, (dt, shape, data))| (n, TensorView::new(dt, shape, data).unwrap()))
+        .map(|(name, v)| (name, (v.dtype(), v.shape().to_vec(), v.data().to_vec())))
         .collect();
-    safetensors::serialize_to_file(views, None, &path).unwrap();
+    edit(&mut views);
+    let views: Vec<(String, TensorView<'_>)> = views
+        .iter()
+        .map(|(n, (dt, shape, data))| {
+            (
+                n.clone(),
+                TensorView::new(*dt, shape.clone(), data).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, path).unwrap();
+}
+
+/// Removes `tensor` from its shard and from the index.
+fn drop_tensor(dir: &Path, tensor: &str) {
+    rewrite_shard(&shard_of(dir, tensor), |views| {
+        views.remove(tensor).unwrap();
+    });
+    edit_json(&dir.join("model.safetensors.index.json"), |v| {
+        v["weight_map"].as_object_mut().unwrap().remove(tensor);
+    });
+}
+
+/// Adds an F32 `tensor` of `len` zeros to shard 2 and the index.
+fn add_tensor(dir: &Path, tensor: &str, len: usize) {
+    rewrite_shard(&dir.join(SHARD2), |views| {
+        views.insert(
+            tensor.to_string(),
+            (Dtype::F32, vec![len], vec![0; 4 * len]),
+        );
+    });
+    edit_json(&dir.join("model.safetensors.index.json"), |v| {
+        v["weight_map"][tensor] = SHARD2.into();
+    });
 }
 
 fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
@@ -163,4 +205,81 @@ fn a_tokenizer_of_another_vocabulary_is_named() {
     let d = copy_fixture();
     std::fs::copy(tok, d.path().join("tokenizer.json")).unwrap();
     assert_refused(d.path(), &["tokenizer.json", "129280", "vocab_size 512"]);
+}
+
+#[test]
+fn the_intact_dspark_fixture_loads() {
+    let d = copy_of(DSPARK);
+    let (code, err) = inspect(d.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("tokenizer.json"), "{err}");
+}
+
+#[test]
+fn a_missing_dspark_tensor_is_named() {
+    for tensor in [
+        "mtp.2.markov_head.markov_w2.weight",
+        "mtp.1.ffn.gate.bias",
+        "mtp.0.main_norm.weight",
+    ] {
+        let d = copy_of(DSPARK);
+        drop_tensor(d.path(), tensor);
+        assert_refused(d.path(), &[tensor, "missing"]);
+    }
+}
+
+#[test]
+fn a_misshaped_or_mistyped_dspark_tensor_is_named() {
+    let d = copy_of(DSPARK);
+    // [hidden, 3·hidden] read as [3·hidden, hidden].
+    retype(d.path(), "mtp.0.main_proj.weight", |_, shape| {
+        shape.reverse()
+    });
+    assert_refused(d.path(), &["mtp.0.main_proj.weight", "shape"]);
+    let d = copy_of(DSPARK);
+    retype(d.path(), "mtp.2.confidence_head.proj.weight", |dt, _| {
+        *dt = Dtype::F16
+    });
+    assert_refused(
+        d.path(),
+        &["mtp.2.confidence_head.proj.weight", "F16", "BF16"],
+    );
+}
+
+#[test]
+fn a_stray_dspark_tensor_is_named() {
+    let d = copy_of(DSPARK);
+    add_tensor(d.path(), "mtp.1.attn.wq_c", 4);
+    assert_refused(d.path(), &["mtp.1.attn.wq_c", "not part"]);
+}
+
+#[test]
+fn dspark_tensors_without_their_config_keys_are_named() {
+    let d = copy_of(DSPARK);
+    edit_json(&d.path().join("config.json"), |v| {
+        let o = v.as_object_mut().unwrap();
+        o.retain(|k, _| !k.starts_with("dspark_"));
+        o["compress_ratios"].as_array_mut().unwrap().truncate(6);
+    });
+    assert_refused(d.path(), &["dspark_*", "mtp.0.main_proj.weight"]);
+}
+
+#[test]
+fn a_stage_count_that_disagrees_with_compress_ratios_is_named() {
+    let d = copy_of(DSPARK);
+    edit_json(&d.path().join("config.json"), |v| {
+        v["compress_ratios"].as_array_mut().unwrap().pop();
+    });
+    assert_refused(d.path(), &["compress_ratios", "3 DSpark stages"]);
+}
+
+#[test]
+fn an_mtp_module_that_is_not_dspark_is_skipped() {
+    // The base V4-Flash ships an MTP-1 block (e_proj/h_proj); this engine
+    // does not run it, and it must not stop the target from loading.
+    let d = copy_fixture();
+    add_tensor(d.path(), "mtp.0.e_proj.weight", 4);
+    let (code, err) = inspect(d.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("tokenizer.json"), "{err}");
 }

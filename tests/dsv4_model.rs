@@ -4,20 +4,17 @@
 //! incremental = full for chunked prefill and token-by-token decode in both
 //! precisions.
 
-use std::path::Path;
+mod common;
 
+use common::{dsv4_model, f32_file, worst_relative};
 use specbatch::model::dsv4::forward::{Chunk, Dsv4Model};
 use specbatch::model::dsv4::precision::Precision;
-use specbatch::model::dsv4::weights::Dsv4Weights;
 
 const CHECKPOINT: &str = "tests/fixtures/dsv4/tiny";
 const GOLDEN: &str = "tests/fixtures/dsv4/golden";
 
 fn model(p: Precision) -> Dsv4Model {
-    Dsv4Model::new(
-        Dsv4Weights::load(Path::new(CHECKPOINT)).expect("tiny checkpoint loads"),
-        p,
-    )
+    dsv4_model(CHECKPOINT, p)
 }
 
 struct Golden {
@@ -28,11 +25,7 @@ struct Golden {
 fn golden() -> Golden {
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(format!("{GOLDEN}/golden.json")).unwrap()).unwrap();
-    let bytes = std::fs::read(format!("{GOLDEN}/logits.bin")).unwrap();
-    let floats: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    let floats = f32_file(&format!("{GOLDEN}/logits.bin"));
     let vocab = meta["vocab_size"].as_u64().unwrap() as usize;
     let prompts = meta["prompts"]
         .as_array()
@@ -65,21 +58,6 @@ fn run(m: &Dsv4Model, ids: &[u32], chunk: usize) -> Vec<f32> {
         out.extend(m.forward(&mut chunks).remove(0));
     }
     out
-}
-
-/// Worst over positions of max|a − b| / max|b| (the row's logit scale).
-fn worst_relative(a: &[f32], b: &[f32], vocab: usize) -> f32 {
-    a.chunks_exact(vocab)
-        .zip(b.chunks_exact(vocab))
-        .map(|(x, y)| {
-            let scale = y.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let diff = x
-                .iter()
-                .zip(y)
-                .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
-            diff / scale
-        })
-        .fold(0.0, f32::max)
 }
 
 #[test]

@@ -183,7 +183,7 @@ impl Target {
         match weights {
             ModelWeights::Dense(_) => Target::Dense,
             ModelWeights::DeepseekV4(w) => Target::DeepseekV4 {
-                mtp_stages: w.mtp_stages,
+                mtp_stages: w.dspark_stages(),
             },
         }
     }

@@ -118,3 +118,39 @@ pub fn assert_exit_2(run: &Run, needles: &[&str]) {
         );
     }
 }
+
+/// A DeepSeek-V4 fixture checkpoint (`tests/fixtures/dsv4/...`) as a model
+/// running in precision `p`.
+pub fn dsv4_model(
+    dir: &str,
+    p: specbatch::model::dsv4::precision::Precision,
+) -> specbatch::model::dsv4::forward::Dsv4Model {
+    let w = specbatch::model::dsv4::weights::Dsv4Weights::load(Path::new(dir))
+        .unwrap_or_else(|e| panic!("{dir} loads: {e}"));
+    specbatch::model::dsv4::forward::Dsv4Model::new(w, p)
+}
+
+/// A little-endian f32 file (the golden fixtures' `*.bin`).
+pub fn f32_file(path: &str) -> Vec<f32> {
+    std::fs::read(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+/// Worst over rows of `row` values of max|a − b| / max|b| (the row's scale).
+pub fn worst_relative(a: &[f32], b: &[f32], row: usize) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.chunks_exact(row)
+        .zip(b.chunks_exact(row))
+        .map(|(x, y)| {
+            let scale = y.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let diff = x
+                .iter()
+                .zip(y)
+                .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+            diff / scale
+        })
+        .fold(0.0, f32::max)
+}

@@ -12,11 +12,20 @@ Format (shared/reference/deepseek-v4.md §1 and §4):
   * two safetensors shards plus model.safetensors.index.json.
 
 Everything is deterministic: each tensor draws from its own numpy generator
-seeded by (seed, crc32(name)), so adding or removing tensors (e.g. --mtp)
+seeded by (seed, crc32(name)), so adding or removing tensors (e.g. --dspark)
 does not change the others.
+
+--dspark adds the three-stage DSpark draft module (shared/reference/dspark.md
+section 1.2): stages mtp.0..mtp.2, each a sliding-window, score-routed V4
+block; mtp.0 also holds main_proj (FP8) and main_norm, mtp.2 the final norm,
+hc_head_*, the Markov head and the confidence head. The root config gains the
+dspark_* keys and one trailing compress ratio 0 per stage;
+num_nextn_predict_layers stays 1, as in most released configs (loaders count
+the stages from the mtp.{i}. prefixes).
 
 Usage:
   python tools/dsv4/make_checkpoint.py --preset tiny --out tests/fixtures/dsv4/tiny
+  python tools/dsv4/make_checkpoint.py --preset tiny --dspark --out tests/fixtures/dsv4/tiny-dspark
   python tools/dsv4/make_checkpoint.py --preset tok --out /tmp/dsv4-tok
   python tools/dsv4/make_checkpoint.py --preset scale --out /tmp/dsv4-scale
 """
@@ -340,7 +349,50 @@ def hc_head_specs(c, prefix):
     ]
 
 
-def model_specs(c, mtp):
+# DSpark draft module (dspark.md section 1.2). Real values: block 5, rank 256
+# (Flash) / 512 (Pro), noise token 128799, target layers = the last three.
+DSPARK_STAGES = 3
+DSPARK_BLOCK_SIZE = 5
+DSPARK_MARKOV_RANK = 16  # small: the Markov tables are [vocab, rank]
+DSPARK_NOISE_TOKEN_ID = 128799
+
+
+def add_dspark_config(c):
+    """The root config keys of a DSpark checkpoint. The target layers are the
+    last three, or every layer when a preset has fewer; the noise token is the
+    real one when the vocabulary has it, else the last id."""
+    n, V = c["num_hidden_layers"], c["vocab_size"]
+    c["dspark_block_size"] = DSPARK_BLOCK_SIZE
+    c["dspark_markov_rank"] = DSPARK_MARKOV_RANK
+    c["dspark_noise_token_id"] = DSPARK_NOISE_TOKEN_ID if DSPARK_NOISE_TOKEN_ID < V else V - 1
+    c["dspark_target_layer_ids"] = list(range(max(0, n - 3), n))
+    # One window-only (ratio 0) entry per stage after the main layers; the
+    # old MTP entry, if any, is replaced.
+    c["compress_ratios"] = c["compress_ratios"][:n] + [0] * DSPARK_STAGES
+
+
+def dspark_specs(c):
+    D, V = c["hidden_size"], c["vocab_size"]
+    r = c["dspark_markov_rank"]
+    k = len(c["dspark_target_layer_ids"])
+    n = c["num_hidden_layers"]
+    s = []
+    for m in range(DSPARK_STAGES):
+        p = f"mtp.{m}."
+        s += layer_specs(c, p, c["compress_ratios"][n + m], False)
+        if m == 0:
+            s.append((p + "main_proj.weight", "fp8", [D, k * D], ("linear",)))
+            s.append((p + "main_norm.weight", "bf16", [D], ("norm",)))
+        if m == DSPARK_STAGES - 1:
+            s.append((p + "norm.weight", "bf16", [D], ("norm",)))
+            s += hc_head_specs(c, p)
+            s.append((p + "markov_head.markov_w1.weight", "bf16", [V, r], ("normal", 1.0, 0.0)))
+            s.append((p + "markov_head.markov_w2.weight", "bf16", [V, r], ("linear",)))
+            s.append((p + "confidence_head.proj.weight", "bf16", [1, D + r], ("linear",)))
+    return s
+
+
+def model_specs(c, dspark):
     D, V = c["hidden_size"], c["vocab_size"]
     s = [("embed.weight", "bf16", [V, D], ("normal", 1.0, 0.0))]
     n = c["num_hidden_layers"]
@@ -349,16 +401,8 @@ def model_specs(c, mtp):
     s.append(("norm.weight", "bf16", [D], ("norm",)))
     s.append(("head.weight", "bf16", [V, D], ("linear",)))
     s += hc_head_specs(c, "")
-    if mtp:
-        for m in range(c["num_nextn_predict_layers"]):
-            p = f"mtp.{m}."
-            s += layer_specs(c, p, c["compress_ratios"][n + m], False)
-            s.append((p + "e_proj.weight", "fp8", [D, D], ("linear",)))
-            s.append((p + "h_proj.weight", "fp8", [D, D], ("linear",)))
-            s.append((p + "enorm.weight", "bf16", [D], ("norm",)))
-            s.append((p + "hnorm.weight", "bf16", [D], ("norm",)))
-            s.append((p + "norm.weight", "bf16", [D], ("norm",)))
-            s += hc_head_specs(c, p)
+    if dspark:
+        s += dspark_specs(c)
     return s
 
 
@@ -387,10 +431,10 @@ def draw(c, seed, name, shape, init):
     raise ValueError(kind)
 
 
-def build_tensors(c, seed, mtp):
+def build_tensors(c, seed, dspark):
     """Returns list of (name, dtype_str, shape, raw_bytes)."""
     out = []
-    for name, kind, shape, init in model_specs(c, mtp):
+    for name, kind, shape, init in model_specs(c, dspark):
         w = draw(c, seed, name, shape, init)
         if kind == "fp8":
             codes, scales = quant_fp8_block(w)
@@ -427,9 +471,9 @@ def write_safetensors(path, tensors):
             f.write(raw)
 
 
-def write_checkpoint(c, out, seed, mtp):
+def write_checkpoint(c, out, seed, dspark):
     os.makedirs(out, exist_ok=True)
-    tensors = build_tensors(c, seed, mtp)
+    tensors = build_tensors(c, seed, dspark)
     # Shard 1: embed + first half of the main layers; shard 2: the rest (+ mtp).
     n = c["num_hidden_layers"]
     split_layer = (n + 1) // 2
@@ -481,13 +525,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=["tiny", "tok", "scale"], required=True)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--mtp", action="store_true", help="also write the mtp.0.* block (e_proj/h_proj MTP)")
+    ap.add_argument("--dspark", action="store_true",
+                    help="also write the 3-stage DSpark draft module (mtp.0..mtp.2) and its config keys")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tokenizer", default="models/deepseek-v4-tokenizer",
                     help="directory with the official tokenizer.json (preset tok)")
     args = ap.parse_args()
     c = preset_config(args.preset)
-    total, count = write_checkpoint(c, args.out, args.seed, args.mtp)
+    if args.dspark:
+        add_dspark_config(c)
+    total, count = write_checkpoint(c, args.out, args.seed, args.dspark)
     msg = f"wrote {args.out}: {count} tensors, {total} tensor bytes"
     if args.preset == "tok":
         msg += f", tokenizer.json sha256 {copy_tokenizer(args.out, args.tokenizer)}"

@@ -115,10 +115,10 @@ fn compress(
 /// The K = V rows one query attends to, in softmax order: scattered rows
 /// (window, CSA selections) then a contiguous run (every HCA entry, read in
 /// place: at 1M tokens that is 8K rows per query).
-struct Keys<'a> {
-    rows: Vec<&'a [f32]>,
-    run: &'a [f32],
-    dim: usize,
+pub(super) struct Keys<'a> {
+    pub(super) rows: Vec<&'a [f32]>,
+    pub(super) run: &'a [f32],
+    pub(super) dim: usize,
 }
 
 impl Keys<'_> {
@@ -242,25 +242,8 @@ pub fn attention(
     // Spans are contiguous and in row order.
     let positions: Vec<usize> = spans.iter().flat_map(|s| s.pos0..s.pos0 + s.len).collect();
 
-    let mut qr = p.linear(&w.wq_a, x, n, Gemm::Quantized);
-    norm_rows(&mut qr, &w.q_norm, eps);
-    p.bf16(&mut qr);
-    let mut q = p.linear(&w.wq_b, &qr, n, Gemm::Quantized);
-    for (t, row) in q.chunks_exact_mut(heads * hd).enumerate() {
-        let pos = positions[t];
-        for h in row.chunks_exact_mut(hd) {
-            rms_norm(h, None, eps);
-            rope.apply(h, pos, false);
-        }
-    }
-    p.bf16(&mut q);
-    let mut kv = p.linear(&w.wkv, x, n, Gemm::Quantized);
-    norm_rows(&mut kv, &w.kv_norm, eps);
-    for (t, row) in kv.chunks_exact_mut(hd).enumerate() {
-        rope.apply(row, positions[t], false);
-        p.bf16(row);
-        p.kv(row, c.nope_dim());
-    }
+    let (qr, q) = queries(c, w, rope, p, x, &positions);
+    let kv = window_kv(c, w, rope, p, x, &positions);
 
     if let Some(cw) = &w.compressor {
         let finish = |e: &mut [f32]| {
@@ -330,7 +313,6 @@ pub fn attention(
     };
 
     // Core attention, token by token, all spans' tokens in parallel.
-    let scale = (hd as f32).powf(-0.5);
     let span_of: Vec<usize> = spans
         .iter()
         .enumerate()
@@ -366,18 +348,7 @@ pub fn attention(
                 None => keys.run = &st.compressed[..visible(pos) * hd],
             }
             let qrow = &q[r * heads * hd..(r + 1) * heads * hd];
-            for (h, oh) in o.chunks_exact_mut(hd).enumerate() {
-                attend(
-                    &qrow[h * hd..(h + 1) * hd],
-                    &keys,
-                    w.sink[h],
-                    scale,
-                    p,
-                    probs,
-                    oh,
-                );
-                rope.apply(oh, pos, true);
-            }
+            attend_heads(&w.sink, rope, p, qrow, &keys, pos, probs, o);
         });
     p.bf16(&mut heads_out);
 
@@ -390,7 +361,87 @@ pub fn attention(
         }
     }
 
-    // Grouped low-rank output: group g's heads through rows g·rank.. of wo_a.
+    grouped_output(c, w, p, &heads_out, n)
+}
+
+/// `(qr, q)` of `n` normed rows at `positions`: `qr = q_norm(wq_a·x)` (the
+/// indexer's input too) and the per-head RMS-normed, rotated queries.
+pub(super) fn queries(
+    c: &Dsv4Config,
+    w: &AttentionWeights,
+    rope: &Rope,
+    p: Precision,
+    x: &[f32],
+    positions: &[usize],
+) -> (Vec<f32>, Vec<f32>) {
+    let (n, hd) = (positions.len(), c.head_dim);
+    let mut qr = p.linear(&w.wq_a, x, n, Gemm::Quantized);
+    norm_rows(&mut qr, &w.q_norm, c.rms_eps);
+    p.bf16(&mut qr);
+    let mut q = p.linear(&w.wq_b, &qr, n, Gemm::Quantized);
+    for (t, row) in q.chunks_exact_mut(c.n_heads * hd).enumerate() {
+        for h in row.chunks_exact_mut(hd) {
+            rms_norm(h, None, c.rms_eps);
+            rope.apply(h, positions[t], false);
+        }
+    }
+    p.bf16(&mut q);
+    (qr, q)
+}
+
+/// The raw K = V rows of `n` inputs at `positions`: `kv_norm(wkv·x)`,
+/// rotated, then (official precision) bf16 and the FP8 round trip of the
+/// non-RoPE dims.
+pub(super) fn window_kv(
+    c: &Dsv4Config,
+    w: &AttentionWeights,
+    rope: &Rope,
+    p: Precision,
+    x: &[f32],
+    positions: &[usize],
+) -> Vec<f32> {
+    let hd = c.head_dim;
+    let mut kv = p.linear(&w.wkv, x, positions.len(), Gemm::Quantized);
+    norm_rows(&mut kv, &w.kv_norm, c.rms_eps);
+    for (row, &pos) in kv.chunks_exact_mut(hd).zip(positions) {
+        rope.apply(row, pos, false);
+        p.bf16(row);
+        p.kv(row, c.nope_dim());
+    }
+    kv
+}
+
+/// One query token's output (`heads × head_dim`, into `out`): each head's
+/// sink softmax over `keys`, de-rotated at the query position `pos`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn attend_heads(
+    sink: &[f32],
+    rope: &Rope,
+    p: Precision,
+    q: &[f32],
+    keys: &Keys<'_>,
+    pos: usize,
+    probs: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let hd = keys.dim;
+    let scale = (hd as f32).powf(-0.5);
+    for (h, oh) in out.chunks_exact_mut(hd).enumerate() {
+        attend(&q[h * hd..(h + 1) * hd], keys, sink[h], scale, p, probs, oh);
+        rope.apply(oh, pos, true);
+    }
+}
+
+/// Grouped low-rank output of `n` tokens' head outputs: group g's heads
+/// through rows g·rank.. of wo_a (a bf16 einsum), then wo_b.
+pub(super) fn grouped_output(
+    c: &Dsv4Config,
+    w: &AttentionWeights,
+    p: Precision,
+    heads_out: &[f32],
+    n: usize,
+) -> Vec<f32> {
+    let (hd, heads) = (c.head_dim, c.n_heads);
     let group_in = heads * hd / c.o_groups;
     let rank = c.o_lora_rank;
     let mut low = vec![0.0f32; n * c.o_groups * rank];

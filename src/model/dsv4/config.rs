@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::dspark::config::DsparkConfig;
 use super::error::Dsv4Error;
 
 /// Which attention a layer runs, from its compress ratio.
@@ -26,6 +27,17 @@ pub enum LayerKind {
 /// The ratio at which the official code switches a compressor to the
 /// overlapping (CSA) form and gives the layer an indexer.
 pub const CSA_RATIO: usize = 4;
+
+impl LayerKind {
+    /// The attention of a layer with compress ratio `ratio`.
+    pub fn of_ratio(ratio: usize) -> LayerKind {
+        match ratio {
+            0 => LayerKind::Sliding,
+            CSA_RATIO => LayerKind::Csa,
+            _ => LayerKind::Hca,
+        }
+    }
+}
 
 /// YaRN frequency interpolation of the compressed layers' RoPE.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -61,7 +73,7 @@ pub struct Dsv4Config {
     pub n_hash_layers: usize,
     pub route_scale: f32,
     pub swiglu_limit: f32,
-    /// One ratio per main layer, then one per MTP block.
+    /// One ratio per main layer, then one per MTP block (or DSpark stage).
     pub compress_ratios: Vec<usize>,
     pub window: usize,
     pub index_heads: usize,
@@ -75,20 +87,24 @@ pub struct Dsv4Config {
     pub hc_iters: usize,
     pub hc_eps: f32,
     pub rms_eps: f32,
+    /// `num_nextn_predict_layers`: the MTP blocks of a non-DSpark
+    /// checkpoint. A DSpark checkpoint's stage count comes from its tensors.
     pub n_mtp: usize,
+    /// The DSpark keys (`dspark_*`), when the config has any.
+    pub dspark: Option<DsparkConfig>,
     pub bos_id: u32,
     pub eos_id: u32,
     pub expert_dtype: ExpertDtype,
 }
 
 /// Reads keys by their HF name or, failing that, the inference-side name.
-struct Keys<'a> {
-    path: &'a Path,
-    v: &'a Value,
+pub(super) struct Keys<'a> {
+    pub(super) path: &'a Path,
+    pub(super) v: &'a Value,
 }
 
 impl Keys<'_> {
-    fn err(&self, key: &str, message: impl Into<String>) -> Dsv4Error {
+    pub(super) fn err(&self, key: &str, message: impl Into<String>) -> Dsv4Error {
         Dsv4Error::Config {
             path: self.path.to_path_buf(),
             key: key.to_string(),
@@ -96,13 +112,13 @@ impl Keys<'_> {
         }
     }
 
-    fn find(&self, names: &[&str]) -> Option<&Value> {
+    pub(super) fn find(&self, names: &[&str]) -> Option<&Value> {
         names
             .iter()
             .find_map(|n| self.v.get(*n).filter(|v| !v.is_null()))
     }
 
-    fn usize(&self, names: &[&str]) -> Result<usize, Dsv4Error> {
+    pub(super) fn usize(&self, names: &[&str]) -> Result<usize, Dsv4Error> {
         let v = self
             .find(names)
             .ok_or_else(|| self.err(names[0], "missing"))?;
@@ -112,6 +128,24 @@ impl Keys<'_> {
                 format!("expected a non-negative integer, found {v}"),
             )
         })
+    }
+
+    pub(super) fn usize_list(&self, name: &str) -> Result<Vec<usize>, Dsv4Error> {
+        let v = self
+            .find(&[name])
+            .ok_or_else(|| self.err(name, "missing"))?;
+        v.as_array()
+            .and_then(|a| {
+                a.iter()
+                    .map(|r| r.as_u64().map(|r| r as usize))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .ok_or_else(|| {
+                self.err(
+                    name,
+                    format!("expected a list of non-negative integers, found {v}"),
+                )
+            })
     }
 
     fn usize_or(&self, names: &[&str], default: usize) -> Result<usize, Dsv4Error> {
@@ -213,22 +247,7 @@ impl Dsv4Config {
             "fp8" => ExpertDtype::Fp8,
             other => return Err(k.err("expert_dtype", format!("`{other}` (expected fp4 or fp8)"))),
         };
-        let ratios = k
-            .find(&["compress_ratios"])
-            .ok_or_else(|| k.err("compress_ratios", "missing"))?;
-        let compress_ratios = ratios
-            .as_array()
-            .and_then(|a| {
-                a.iter()
-                    .map(|r| r.as_u64().map(|r| r as usize))
-                    .collect::<Option<Vec<_>>>()
-            })
-            .ok_or_else(|| {
-                k.err(
-                    "compress_ratios",
-                    "expected a list of non-negative integers",
-                )
-            })?;
+        let compress_ratios = k.usize_list("compress_ratios")?;
         let c = Dsv4Config {
             vocab_size: k.usize(&["vocab_size"])?,
             hidden: k.usize(&["hidden_size", "dim"])?,
@@ -260,6 +279,7 @@ impl Dsv4Config {
             hc_eps: k.f64(&["hc_eps"])? as f32,
             rms_eps: k.f64_or(&["rms_norm_eps", "norm_eps"], 1e-6)? as f32,
             n_mtp: k.usize_or(&["num_nextn_predict_layers"], 0)?,
+            dspark: DsparkConfig::read(&k)?,
             bos_id: k.usize_or(&["bos_token_id"], 0)? as u32,
             eos_id: k.usize_or(&["eos_token_id"], 1)? as u32,
             expert_dtype,
@@ -288,17 +308,31 @@ impl Dsv4Config {
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err((key, "must be positive".into()));
         }
-        if self.compress_ratios.len() != self.n_layers + self.n_mtp {
-            return Err((
-                "compress_ratios",
-                format!(
-                    "has {} entries; num_hidden_layers {} + num_nextn_predict_layers {} = {}",
-                    self.compress_ratios.len(),
-                    self.n_layers,
-                    self.n_mtp,
-                    self.n_layers + self.n_mtp
-                ),
-            ));
+        let ratios = self.compress_ratios.len();
+        match &self.dspark {
+            // One trailing entry per DSpark stage, counted from the tensors
+            // at load (`num_nextn_predict_layers` is 1 in most DSpark configs).
+            Some(_) if ratios < self.n_layers => {
+                return Err((
+                    "compress_ratios",
+                    format!(
+                        "has {ratios} entries, fewer than num_hidden_layers {}",
+                        self.n_layers
+                    ),
+                ));
+            }
+            None if ratios != self.n_layers + self.n_mtp => {
+                return Err((
+                    "compress_ratios",
+                    format!(
+                        "has {ratios} entries; num_hidden_layers {} + num_nextn_predict_layers {} = {}",
+                        self.n_layers,
+                        self.n_mtp,
+                        self.n_layers + self.n_mtp
+                    ),
+                ));
+            }
+            _ => {}
         }
         if self.rope_dim == 0 || !self.rope_dim.is_multiple_of(2) || self.rope_dim > self.head_dim {
             return Err((
@@ -314,6 +348,9 @@ impl Dsv4Config {
         }
         if self.n_hash_layers > self.n_layers {
             return Err(("num_hash_layers", "exceeds num_hidden_layers".into()));
+        }
+        if let Some(d) = &self.dspark {
+            d.check(self.n_layers, self.vocab_size)?;
         }
         if !self.moe_inter.is_multiple_of(32) || !self.hidden.is_multiple_of(32) {
             return Err((
@@ -345,11 +382,7 @@ impl Dsv4Config {
 
     /// The attention kind of layer `i` (main layers, then MTP blocks).
     pub fn kind(&self, layer: usize) -> LayerKind {
-        match self.compress_ratios[layer] {
-            0 => LayerKind::Sliding,
-            CSA_RATIO => LayerKind::Csa,
-            _ => LayerKind::Hca,
-        }
+        LayerKind::of_ratio(self.compress_ratios[layer])
     }
 
     pub fn is_hash_layer(&self, layer: usize) -> bool {
@@ -373,7 +406,7 @@ impl Dsv4Config {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use serde_json::json;
 

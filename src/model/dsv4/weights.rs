@@ -1,7 +1,12 @@
 //! The DeepSeek-V4 weights, read from an official checkpoint and checked
 //! against the config: every tensor the config implies must be present with
-//! its official name, dtype and shape, and no tensor may be left over (the
-//! `mtp.*` draft-module tensors are the one family read elsewhere).
+//! its official name, dtype and shape, and no tensor may be left over.
+//!
+//! The `mtp.*` tensors are the DSpark draft module when the config has the
+//! `dspark_*` keys (loaded and checked as strictly, see `dspark::weights`);
+//! otherwise they are an MTP module this engine does not run (the base
+//! V4-Flash ships MTP-1) and are skipped, unless they carry DSpark's
+//! `main_proj`, which means the config lost its `dspark_*` keys.
 //!
 //! Matrices stay in their stored format (FP8 E4M3 + E8M0 128×128 block
 //! scales, FP4 E2M1 pairs + per-32 E8M0 scales, BF16, F32) inside the memory
@@ -13,11 +18,12 @@ use std::path::Path;
 
 use safetensors::Dtype;
 
-use super::codec::bf16_bits_to_f32;
 use super::config::{Dsv4Config, ExpertDtype, LayerKind};
+use super::dspark::weights::DsparkWeights;
 use super::error::Dsv4Error;
-use super::matrix::{Bytes, FP4_GROUP, FP8_BLOCK, Matrix, WeightFormat};
-use crate::model::safetensors_dir::{RawTensor, SafetensorsDir};
+use super::matrix::Matrix;
+use super::take::Take;
+use crate::model::safetensors_dir::SafetensorsDir;
 
 /// One mHC site: `fn` [(2+hc)·hc, hc·hidden], `base`, and the 3 (or 1) scales.
 #[derive(Debug)]
@@ -106,150 +112,11 @@ pub struct Dsv4Weights {
     pub norm: Vec<f32>,
     pub hc_head: MhcWeights,
     pub layers: Vec<BlockWeights>,
-    /// Multi-token-prediction (DSpark) stages present in the checkpoint:
-    /// the distinct `i` of its `mtp.{i}.*` tensors. Their tensors are not
-    /// loaded yet; this only says whether a drafter could be.
-    pub mtp_stages: usize,
-}
-
-/// Takes tensors by name with their expected dtype and shape, remembering
-/// which were taken so leftovers can be reported.
-struct Take<'a> {
-    st: &'a SafetensorsDir,
-    used: HashSet<String>,
-}
-
-fn dtype_name(d: Dtype) -> String {
-    format!("{d:?}")
+    /// The DSpark draft module, when the checkpoint has one.
+    pub dspark: Option<DsparkWeights>,
 }
 
 impl Take<'_> {
-    fn dir(&self) -> std::path::PathBuf {
-        self.st.dir().to_path_buf()
-    }
-
-    fn raw(&mut self, name: &str, dtype: Dtype, shape: &[usize]) -> Result<RawTensor, Dsv4Error> {
-        let t = self.st.raw(name).ok_or_else(|| Dsv4Error::MissingTensor {
-            dir: self.dir(),
-            tensor: name.to_string(),
-        })?;
-        if t.dtype != dtype {
-            return Err(Dsv4Error::Dtype {
-                dir: self.dir(),
-                tensor: name.to_string(),
-                expected: dtype_name(dtype),
-                found: dtype_name(t.dtype),
-            });
-        }
-        if t.shape != shape {
-            return Err(Dsv4Error::Shape {
-                dir: self.dir(),
-                tensor: name.to_string(),
-                expected: shape.to_vec(),
-                found: t.shape.clone(),
-            });
-        }
-        self.used.insert(name.to_string());
-        Ok(t)
-    }
-
-    fn bytes(&self, name: &str, t: RawTensor) -> Result<Bytes, Dsv4Error> {
-        Bytes::new(t.storage, t.offset, t.len).ok_or_else(|| Dsv4Error::Tensor {
-            dir: self.dir(),
-            tensor: name.to_string(),
-            message: "data outside its shard".into(),
-        })
-    }
-
-    fn matrix(
-        &self,
-        name: &str,
-        rows: usize,
-        cols: usize,
-        format: WeightFormat,
-        data: RawTensor,
-    ) -> Result<Matrix, Dsv4Error> {
-        let data = self.bytes(name, data)?;
-        Matrix::new(name, rows, cols, format, data).map_err(|e| Dsv4Error::Tensor {
-            dir: self.dir(),
-            tensor: name.to_string(),
-            message: e.to_string(),
-        })
-    }
-
-    fn f32s(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, Dsv4Error> {
-        let t = self.raw(name, Dtype::F32, shape)?;
-        let b = self.bytes(name, t)?;
-        Ok(b.as_slice()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
-    }
-
-    fn bf16s(&mut self, name: &str, len: usize) -> Result<Vec<f32>, Dsv4Error> {
-        let t = self.raw(name, Dtype::BF16, &[len])?;
-        let b = self.bytes(name, t)?;
-        Ok(b.as_slice()
-            .chunks_exact(2)
-            .map(|c| bf16_bits_to_f32(u16::from_le_bytes([c[0], c[1]])))
-            .collect())
-    }
-
-    /// `{prefix}.weight` in BF16.
-    fn bf16_matrix(&mut self, prefix: &str, rows: usize, cols: usize) -> Result<Matrix, Dsv4Error> {
-        let name = format!("{prefix}.weight");
-        let t = self.raw(&name, Dtype::BF16, &[rows, cols])?;
-        self.matrix(&name, rows, cols, WeightFormat::Bf16, t)
-    }
-
-    /// `{prefix}.weight` in F8_E4M3 with `{prefix}.scale` per 128×128 block.
-    fn fp8_matrix(&mut self, prefix: &str, rows: usize, cols: usize) -> Result<Matrix, Dsv4Error> {
-        let (wn, sn) = (format!("{prefix}.weight"), format!("{prefix}.scale"));
-        let w = self.raw(&wn, Dtype::F8_E4M3, &[rows, cols])?;
-        let grid = [rows.div_ceil(FP8_BLOCK), cols.div_ceil(FP8_BLOCK)];
-        let s = self.raw(&sn, Dtype::F8_E8M0, &grid)?;
-        let scales = self.bytes(&sn, s)?;
-        self.matrix(&wn, rows, cols, WeightFormat::Fp8 { scales }, w)
-    }
-
-    /// `{prefix}.weight` as E2M1 pairs in I8 with `{prefix}.scale` per 32 inputs.
-    fn fp4_matrix(&mut self, prefix: &str, rows: usize, cols: usize) -> Result<Matrix, Dsv4Error> {
-        let (wn, sn) = (format!("{prefix}.weight"), format!("{prefix}.scale"));
-        let w = self.raw(&wn, Dtype::I8, &[rows, cols / 2])?;
-        let s = self.raw(&sn, Dtype::F8_E8M0, &[rows, cols / FP4_GROUP])?;
-        let scales = self.bytes(&sn, s)?;
-        self.matrix(&wn, rows, cols, WeightFormat::Fp4 { scales }, w)
-    }
-
-    fn expert_matrix(
-        &mut self,
-        dtype: ExpertDtype,
-        prefix: &str,
-        rows: usize,
-        cols: usize,
-    ) -> Result<Matrix, Dsv4Error> {
-        match dtype {
-            ExpertDtype::Fp4 => self.fp4_matrix(prefix, rows, cols),
-            ExpertDtype::Fp8 => self.fp8_matrix(prefix, rows, cols),
-        }
-    }
-
-    fn mhc(
-        &mut self,
-        prefix: &str,
-        c: &Dsv4Config,
-        rows: usize,
-        scales: usize,
-    ) -> Result<MhcWeights, Dsv4Error> {
-        let name = format!("{prefix}_fn");
-        let t = self.raw(&name, Dtype::F32, &[rows, c.hc_width()])?;
-        Ok(MhcWeights {
-            mix: self.matrix(&name, rows, c.hc_width(), WeightFormat::F32, t)?,
-            base: self.f32s(&format!("{prefix}_base"), &[rows])?,
-            scale: self.f32s(&format!("{prefix}_scale"), &[scales])?,
-        })
-    }
-
     fn compressor(
         &mut self,
         prefix: &str,
@@ -288,10 +155,16 @@ impl Take<'_> {
         })
     }
 
-    fn block(&mut self, c: &Dsv4Config, i: usize) -> Result<BlockWeights, Dsv4Error> {
-        let p = format!("layers.{i}");
-        let kind = c.kind(i);
-        let ratio = c.compress_ratios[i];
+    /// The block `{p}.*` with compress ratio `ratio`: a main layer, or a
+    /// DSpark stage (ratio 0, score routing).
+    pub(super) fn block(
+        &mut self,
+        c: &Dsv4Config,
+        p: &str,
+        ratio: usize,
+        hash: bool,
+    ) -> Result<BlockWeights, Dsv4Error> {
+        let kind = LayerKind::of_ratio(ratio);
         let hd = c.head_dim;
         let compressor = match kind {
             LayerKind::Sliding => None,
@@ -346,7 +219,7 @@ impl Take<'_> {
             compressor,
             indexer,
         };
-        let router = if c.is_hash_layer(i) {
+        let router = if hash {
             let name = format!("{p}.ffn.gate.tid2eid");
             let t = self.raw(&name, Dtype::I64, &[c.vocab_size, c.n_active_experts])?;
             let b = self.bytes(&name, t)?;
@@ -402,37 +275,53 @@ impl Take<'_> {
     }
 }
 
+impl BlockWeights {
+    /// The block's matrices, appended to `out`.
+    pub(super) fn matrices<'a>(&'a self, out: &mut Vec<&'a Matrix>) {
+        let b = self;
+        let a = &b.attn;
+        out.extend([
+            &b.hc_attn.mix,
+            &b.hc_ffn.mix,
+            &a.wq_a,
+            &a.wq_b,
+            &a.wkv,
+            &a.wo_a,
+            &a.wo_b,
+        ]);
+        let comps = a
+            .compressor
+            .iter()
+            .chain(a.indexer.as_ref().map(|i| &i.compressor));
+        for cw in comps {
+            out.extend([&cw.wkv, &cw.wgate]);
+        }
+        if let Some(i) = &a.indexer {
+            out.extend([&i.wq_b, &i.weights_proj]);
+        }
+        out.push(&b.moe.gate);
+        for e in b.moe.experts.iter().chain([&b.moe.shared]) {
+            out.extend([&e.w1, &e.w2, &e.w3]);
+        }
+    }
+}
+
 impl Dsv4Weights {
-    /// Every matrix, for reports.
+    /// Every matrix (the draft module's too), for reports.
     pub fn matrices(&self) -> Vec<&Matrix> {
         let mut out = vec![&self.embed, &self.head, &self.hc_head.mix];
         for b in &self.layers {
-            let a = &b.attn;
-            out.extend([
-                &b.hc_attn.mix,
-                &b.hc_ffn.mix,
-                &a.wq_a,
-                &a.wq_b,
-                &a.wkv,
-                &a.wo_a,
-                &a.wo_b,
-            ]);
-            let comps = a
-                .compressor
-                .iter()
-                .chain(a.indexer.as_ref().map(|i| &i.compressor));
-            for cw in comps {
-                out.extend([&cw.wkv, &cw.wgate]);
-            }
-            if let Some(i) = &a.indexer {
-                out.extend([&i.wq_b, &i.weights_proj]);
-            }
-            out.push(&b.moe.gate);
-            for e in b.moe.experts.iter().chain([&b.moe.shared]) {
-                out.extend([&e.w1, &e.w2, &e.w3]);
-            }
+            b.matrices(&mut out);
+        }
+        if let Some(d) = &self.dspark {
+            d.matrices(&mut out);
         }
         out
+    }
+
+    /// DSpark stages loaded (0 without a draft module).
+    pub fn dspark_stages(&self) -> usize {
+        self.dspark.as_ref().map_or(0, |d| d.stages.len())
     }
 
     /// Opens `dir` (config.json + safetensors shards) and checks every tensor.
@@ -449,15 +338,21 @@ impl Dsv4Weights {
         };
         let c = &config;
         let layers = (0..c.n_layers)
-            .map(|i| t.block(c, i))
+            .map(|i| {
+                let ratio = c.compress_ratios[i];
+                t.block(c, &format!("layers.{i}"), ratio, c.is_hash_layer(i))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let embed = t.bf16_matrix("embed", c.vocab_size, c.hidden)?;
         let head = t.bf16_matrix("head", c.vocab_size, c.hidden)?;
         let norm = t.bf16s("norm.weight", c.hidden)?;
         let hc_head = t.mhc("hc_head", c, c.hc_mult, 1)?;
+        let dspark = DsparkWeights::load(&mut t, c)?;
+        // Without a draft module the mtp.* tensors are skipped, not checked.
+        let skipped = |n: &str| dspark.is_none() && n.starts_with("mtp.");
         let mut leftover: Vec<&str> = st
             .tensor_names()
-            .filter(|n| !t.used.contains(*n) && !n.starts_with("mtp."))
+            .filter(|n| !t.used.contains(*n) && !skipped(n))
             .collect();
         leftover.sort_unstable();
         if let Some(name) = leftover.first() {
@@ -473,35 +368,7 @@ impl Dsv4Weights {
             norm,
             hc_head,
             layers,
-            mtp_stages: mtp_stages(st.tensor_names()),
+            dspark,
         })
-    }
-}
-
-/// The distinct stage indices among `mtp.{i}.*` tensor names.
-fn mtp_stages<'a>(names: impl Iterator<Item = &'a str>) -> usize {
-    names
-        .filter_map(|n| n.strip_prefix("mtp.")?.split_once('.'))
-        .filter_map(|(i, _)| i.parse::<usize>().ok())
-        .collect::<HashSet<_>>()
-        .len()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mtp_stages_count_distinct_indices() {
-        let names = [
-            "layers.0.attn.wq_a.weight",
-            "mtp.0.e_proj.weight",
-            "mtp.0.h_proj.weight",
-            "mtp.1.norm.weight",
-            "mtp.x.norm.weight",
-            "mtp.2",
-        ];
-        assert_eq!(mtp_stages(names.into_iter()), 2);
-        assert_eq!(mtp_stages(["embed.weight"].into_iter()), 0);
     }
 }
