@@ -46,11 +46,36 @@ pub struct ModelShape {
     pub kv_bytes_per_token: usize,
 }
 
+/// Draws draft token `i` (the first argument) from its row of logits.
+pub type DraftSampler<'a> = dyn FnMut(usize, &[f32]) -> u32 + 'a;
+
+/// One sequence's request for a draft from the model's own draft module
+/// (DeepSeek-V4's DSpark): the committed `anchor` at `anchor_pos`, the
+/// first position the backend has not been fed as committed.
+pub struct DraftRequest<'a> {
+    pub seq_id: u64,
+    pub anchor: u32,
+    pub anchor_pos: usize,
+    pub sample: &'a mut DraftSampler<'a>,
+}
+
+/// A backend draft: tokens, the `tokens × vocab` logit rows each was drawn
+/// from, and per-token confidence logits (sigmoid: P(accepted | the
+/// earlier ones were)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendDraft {
+    pub tokens: Vec<u32>,
+    pub logits: Vec<f32>,
+    pub confidence_logits: Vec<f32>,
+}
+
 /// Why a backend step failed. Backends report; they never panic on input.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("invalid batch: {0}")]
     InvalidBatch(String),
+    #[error("this backend's model has no draft module")]
+    NoDraftModule,
 }
 
 /// A device that runs the model forward over a batch.
@@ -73,6 +98,15 @@ pub trait Executor {
 
     /// The engine is done with a sequence: drop any state kept for it.
     fn release(&mut self, _seq_id: u64) {}
+
+    /// Drafts with the model's own draft module, one result per request
+    /// (`None` for a sequence whose context the module does not hold).
+    fn draft(
+        &mut self,
+        _rows: &mut [DraftRequest<'_>],
+    ) -> Result<Vec<Option<BackendDraft>>, BackendError> {
+        Err(BackendError::NoDraftModule)
+    }
 }
 
 /// Lets the engine run whichever backend the model needs.
@@ -95,5 +129,12 @@ impl<E: Executor + ?Sized> Executor for Box<E> {
 
     fn release(&mut self, seq_id: u64) {
         (**self).release(seq_id)
+    }
+
+    fn draft(
+        &mut self,
+        rows: &mut [DraftRequest<'_>],
+    ) -> Result<Vec<Option<BackendDraft>>, BackendError> {
+        (**self).draft(rows)
     }
 }

@@ -226,7 +226,11 @@ impl<E: Executor> Drafter for DraftModel<E> {
         );
     }
 
-    fn draft(&mut self, rows: &[(SeqId, usize)]) -> Result<Vec<(SeqId, Draft)>, BackendError> {
+    fn draft(
+        &mut self,
+        rows: &[(SeqId, usize)],
+        _target: &mut dyn Executor,
+    ) -> Result<Vec<(SeqId, Draft)>, BackendError> {
         let known: Vec<(SeqId, usize)> = rows
             .iter()
             .copied()
@@ -416,7 +420,7 @@ mod tests {
     fn drafts_feed_the_prompt_in_budgeted_chunks_then_one_token_per_round() {
         let mut d = drafter(1e9);
         d.admit(7, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 20, &greedy());
-        let drafts = d.draft(&[(7, 4)]).unwrap();
+        let drafts = d.draft(&[(7, 4)], &mut Counter::new()).unwrap();
         assert_eq!(drafts.len(), 1);
         assert_eq!(drafts[0].1.tokens(), &[11, 12, 13, 14]);
         // The confidence is the draft model's own probability of its token.
@@ -440,14 +444,14 @@ mod tests {
     fn only_kept_drafts_count_as_fed() {
         let mut d = drafter(1e9);
         d.admit(1, &[1, 2, 3], 20, &greedy());
-        d.draft(&[(1, 4)]).unwrap(); // drafts 4 5 6 7; feeds 4 5 6
+        d.draft(&[(1, 4)], &mut Counter::new()).unwrap(); // drafts 4 5 6 7; feeds 4 5 6
         // Two drafts kept, then the target's correction 9.
         d.record(1, 4, 2);
         for t in [4, 5, 9] {
             d.extend(1, t);
         }
         d.exec.chunks.clear();
-        let drafts = d.draft(&[(1, 2)]).unwrap();
+        let drafts = d.draft(&[(1, 2)], &mut Counter::new()).unwrap();
         assert_eq!(drafts[0].1.tokens(), &[10, 11]);
         // KV held 1 2 3 4 5: the next step starts by feeding the correction.
         assert_eq!(d.exec.chunks, vec![(5, vec![9]), (6, vec![10])]);
@@ -456,7 +460,7 @@ mod tests {
         // held draft 10 and now takes the emitted 12.
         d.extend(1, 12);
         d.exec.chunks.clear();
-        d.draft(&[(1, 1)]).unwrap();
+        d.draft(&[(1, 1)], &mut Counter::new()).unwrap();
         assert_eq!(d.exec.chunks, vec![(6, vec![12])]);
     }
 
@@ -465,13 +469,13 @@ mod tests {
         // A draft step as slow as a target step never pays for itself.
         let mut d = drafter(10.0);
         d.admit(1, &[1, 2, 3], 20, &greedy());
-        assert!(d.draft(&[(1, 4)]).unwrap().is_empty());
+        assert!(d.draft(&[(1, 4)], &mut Counter::new()).unwrap().is_empty());
         assert!(d.exec.chunks.is_empty(), "nothing was run");
         // A cheap draft model drafts while the survival is worth a round:
         // confidence ~0.9 per position at a tenth of a target step.
         let mut d = drafter(100.0);
         d.admit(1, &[1, 2, 3], 20, &greedy());
-        let n = d.draft(&[(1, 4)]).unwrap()[0].1.len();
+        let n = d.draft(&[(1, 4)], &mut Counter::new()).unwrap()[0].1.len();
         assert!((1..=4).contains(&n), "{n}");
     }
 
@@ -480,9 +484,14 @@ mod tests {
         let mut d = drafter(1e9);
         // 64 blocks of 4 tokens: a row needing 300 positions does not fit.
         d.admit(1, &[1; 280], 16, &greedy());
-        assert!(d.draft(&[(1, 4)]).unwrap().is_empty());
+        assert!(d.draft(&[(1, 4)], &mut Counter::new()).unwrap().is_empty());
         d.admit(2, &[1, 2], 4, &greedy());
-        assert_eq!(d.draft(&[(1, 4), (2, 4)]).unwrap().len(), 1);
+        assert_eq!(
+            d.draft(&[(1, 4), (2, 4)], &mut Counter::new())
+                .unwrap()
+                .len(),
+            1
+        );
         d.release(2);
         assert_eq!(d.pool.promised() + d.pool.in_use(), 0);
     }

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use super::sampler::SamplingParams;
 use super::scheduler::SeqId;
-use crate::backend::executor::BackendError;
+use crate::backend::executor::{BackendError, Executor};
 use crate::spec::{Draft, NgramConfig, NgramDrafter};
 
 /// A source of draft tokens for the engine's decoding rows.
@@ -33,8 +33,13 @@ pub trait Drafter {
 
     /// Drafts of at most `max_len` tokens for the rows `(id, max_len)` about
     /// to decode, with raw confidences. Rows may be absent (nothing to
-    /// propose); a row's draft is valid for this step only.
-    fn draft(&mut self, rows: &[(SeqId, usize)]) -> Result<Vec<(SeqId, Draft)>, BackendError>;
+    /// propose); a row's draft is valid for this step only. `target` is the
+    /// engine's backend, for drafters that live in the model (DSpark).
+    fn draft(
+        &mut self,
+        rows: &[(SeqId, usize)],
+        target: &mut dyn Executor,
+    ) -> Result<Vec<(SeqId, Draft)>, BackendError>;
 
     /// Row `id` verified the first `verified` tokens of this step's draft and
     /// kept the first `accepted`.
@@ -60,7 +65,11 @@ impl Drafter for NgramDrafters {
         self.rows.insert(id, d);
     }
 
-    fn draft(&mut self, rows: &[(SeqId, usize)]) -> Result<Vec<(SeqId, Draft)>, BackendError> {
+    fn draft(
+        &mut self,
+        rows: &[(SeqId, usize)],
+        _target: &mut dyn Executor,
+    ) -> Result<Vec<(SeqId, Draft)>, BackendError> {
         Ok(rows
             .iter()
             .filter_map(|&(id, max_len)| Some((id, self.rows.get_mut(&id)?.draft(max_len))))

@@ -5,6 +5,7 @@
 
 pub mod draft_model;
 pub mod drafter;
+pub mod dspark_drafter;
 pub mod rng;
 pub mod runner;
 pub mod sampler;

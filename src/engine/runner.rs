@@ -233,7 +233,7 @@ impl<'t, E: Executor> Engine<'t, E> {
 
     fn step(&mut self, output: &Sender<RowResult>) -> Result<(), EngineError> {
         let mut drafts = match &mut self.spec {
-            Some(spec) => spec.propose(&self.sched.decoding())?,
+            Some(spec) => spec.propose(&self.sched.decoding(), &mut self.exec)?,
             None => HashMap::new(),
         };
         for (id, d) in &drafts {

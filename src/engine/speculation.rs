@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use super::drafter::Drafter;
 use super::sampler::SamplingParams;
 use super::scheduler::SeqId;
-use crate::backend::executor::BackendError;
+use crate::backend::executor::{BackendError, Executor};
 use crate::spec::{Draft, SpecStats, SpsTable, StepRecord, Sts, budget};
 
 /// How the engine speculates.
@@ -88,6 +88,7 @@ impl Speculator {
     pub fn propose(
         &mut self,
         rows: &[(SeqId, usize)],
+        target: &mut dyn Executor,
     ) -> Result<HashMap<SeqId, Draft>, BackendError> {
         if rows.is_empty() {
             return Ok(HashMap::new());
@@ -100,7 +101,7 @@ impl Speculator {
             .iter()
             .map(|&(id, room)| (id, self.cfg.max_draft.min(room)))
             .collect();
-        let mut drafts = self.drafter.draft(&wanted)?;
+        let mut drafts = self.drafter.draft(&wanted, target)?;
         if let Some(sts) = &self.cfg.calibration {
             for (_, d) in &mut drafts {
                 sts.apply(d);
