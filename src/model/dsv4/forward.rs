@@ -5,7 +5,9 @@
 //! Invariant (chunk and batch invariance): a chunk continues its sequence's
 //! [`SeqState`] at `state.len`; the logits of a position are the same
 //! whether the sequence is fed whole, in chunks of any size, token by token,
-//! or next to other sequences.
+//! or next to other sequences. A chunk that [`SeqState::keeps_undo`] can be
+//! cut back afterwards (`undo.rs`), leaving the state, and so every later
+//! logit, as if the cut tokens had never been fed.
 
 use super::attention::{Span, attention, norm_rows};
 use super::config::Dsv4Config;
@@ -65,6 +67,7 @@ impl Dsv4Model {
                 row: tokens.len(),
                 len: ch.tokens.len(),
                 pos0: ch.state.len,
+                undo: ch.state.keeps_undo(ch.tokens.len(), ch.logits_for),
             });
             tokens.extend_from_slice(ch.tokens);
         }
@@ -89,8 +92,9 @@ impl Dsv4Model {
                 moe(c, &block.moe, p, x, &tokens)
             });
         }
-        for ch in chunks.iter_mut() {
-            ch.state.len += ch.tokens.len();
+        for (span, ch) in spans.iter().zip(chunks.iter_mut()) {
+            ch.state.len += span.len;
+            ch.state.undo_from = span.undo.then_some(span.pos0);
         }
         spans
             .iter()

@@ -2,7 +2,8 @@
 //! codecs (FP8 E4M3 with E8M0 128×128 block scales, FP4 E2M1 with per-32
 //! E8M0 scales), the official low-precision numerics, and the forward pass
 //! with its long-context state (window ring, CSA/HCA compressed rows,
-//! indexer keys, open compressor windows).
+//! indexer keys, open compressor windows) and its rollback into the latest
+//! chunk.
 //!
 //! The facts come from `shared/reference/deepseek-v4.md`; the parity
 //! reference is HF transformers' `DeepseekV4ForCausalLM` (see
@@ -22,4 +23,5 @@ pub mod numerics;
 pub mod precision;
 pub mod rope;
 pub mod state;
+pub mod undo;
 pub mod weights;
