@@ -48,8 +48,9 @@ pub struct EngineConfig {
     pub stop: Vec<String>,
     /// Share computed prompt blocks between rows.
     pub prefix_reuse: bool,
-    /// Draft and verify (the backend must accept verify chunks: KV written
-    /// for rejected drafts is simply overwritten later).
+    /// Draft and verify (the backend must accept a chunk that starts inside
+    /// the previous one, after rejected drafts: the dense KV is overwritten,
+    /// DeepSeek-V4 cuts its state back).
     pub speculation: Option<SpeculationConfig>,
 }
 

@@ -104,13 +104,7 @@ fn method_refusal(method: SpecMethod, target: Target, model: &str) -> Result<(),
         message: format!("`{}` is not implemented yet", method.as_str()),
     };
     match (method, target) {
-        (SpecMethod::None, _) | (SpecMethod::Ngram, Target::Dense) => Ok(()),
-        // The CPU DeepSeek-V4 executor has no way to drop rejected tokens
-        // from its compressed attention state.
-        (SpecMethod::Ngram, Target::DeepseekV4 { .. }) => Err(mismatch(
-            "`ngram` is not supported for deepseek_v4 yet: rolling back rejected drafts \
-             in the compressed attention state is not implemented",
-        )),
+        (SpecMethod::None | SpecMethod::Ngram, _) => Ok(()),
         (SpecMethod::DraftModel, _) => Err(not_implemented()),
         (SpecMethod::Dspark, Target::DeepseekV4 { mtp_stages }) if mtp_stages > 0 => {
             Err(not_implemented())
@@ -135,20 +129,10 @@ mod tests {
     }
 
     #[test]
-    fn none_runs_everywhere_and_ngram_on_dense_models() {
+    fn none_and_ngram_run_everywhere() {
         for target in [Target::Dense, DSV4_WITH_MTP, DSV4_WITHOUT_MTP] {
             assert_eq!(refusal(SpecMethod::None, target), None);
-        }
-        assert_eq!(refusal(SpecMethod::Ngram, Target::Dense), None);
-    }
-
-    #[test]
-    fn ngram_on_deepseek_v4_is_refused_for_its_rollback() {
-        for target in [DSV4_WITH_MTP, DSV4_WITHOUT_MTP] {
-            let e = refusal(SpecMethod::Ngram, target).unwrap();
-            assert!(e.starts_with("speculation.method: `ngram` is not supported for deepseek_v4"));
-            assert!(e.contains("rolling back rejected drafts"), "{e}");
-            assert!(e.ends_with("(model `m`)"), "{e}");
+            assert_eq!(refusal(SpecMethod::Ngram, target), None);
         }
     }
 
