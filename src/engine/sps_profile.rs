@@ -5,7 +5,9 @@
 //! [`PROBE_POSITION`], all reading the same KV blocks. It runs before the
 //! engine admits any row, so the blocks it writes hold nothing yet; rows
 //! overwrite them before they read them. The contents do not matter for
-//! timing, only the shape of the work does.
+//! timing, only the shape of the work does. A backend whose sequences keep
+//! state outside the blocks (DeepSeek-V4) cannot start one mid-way, so its
+//! rows decode at position 0 (see [`probe_position`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -57,8 +59,9 @@ pub fn for_model<E: Executor + ?Sized>(
     max_tokens: usize,
     model_sha256: &str,
 ) -> Result<SpsTable, ProfileError> {
+    let position = probe_position(exec, block_size);
     let key = format!(
-        "specbatch {} | model sha256 {model_sha256} | cpu {} | threads {} | block {block_size} | probe position {PROBE_POSITION} | up to {max_tokens} tokens",
+        "specbatch {} | model sha256 {model_sha256} | cpu {} | threads {} | block {block_size} | probe position {position} | up to {max_tokens} tokens",
         env!("CARGO_PKG_VERSION"),
         cpu_name(),
         rayon::current_num_threads(),
@@ -120,17 +123,25 @@ fn cached_or_measured<E: Executor + ?Sized>(
     Ok(table)
 }
 
+/// Where the probe rows decode: [`PROBE_POSITION`] when a sequence's state
+/// is all in its KV blocks (the backend shares prefix blocks) and the
+/// blocks fit, else 0.
+pub fn probe_position<E: Executor + ?Sized>(exec: &E, block_size: usize) -> usize {
+    let fits = blocks_for(PROBE_POSITION + 1, block_size) <= exec.kv_blocks();
+    if exec.shares_prefix_blocks() && fits {
+        PROBE_POSITION
+    } else {
+        0
+    }
+}
+
 /// Times probe batches of every [`probe_sizes`] size.
 pub fn measure<E: Executor + ?Sized>(
     exec: &mut E,
     block_size: usize,
     max_tokens: usize,
 ) -> Result<SpsTable, ProfileError> {
-    let position = if blocks_for(PROBE_POSITION + 1, block_size) <= exec.kv_blocks() {
-        PROBE_POSITION
-    } else {
-        0
-    };
+    let position = probe_position(exec, block_size);
     let table: Vec<u32> = (0..blocks_for(position + 1, block_size) as u32).collect();
     let mut failure = None;
     let sps = SpsTable::profile(&probe_sizes(max_tokens), |rows| {
@@ -162,6 +173,22 @@ pub fn measure<E: Executor + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backend_that_cannot_start_mid_sequence_is_probed_from_position_0() {
+        use crate::backend::cpu::dsv4::CpuDsv4Executor;
+        use crate::model::dsv4::forward::Dsv4Model;
+        use crate::model::dsv4::precision::Precision;
+        use crate::model::dsv4::weights::Dsv4Weights;
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dsv4/tiny");
+        let model = Dsv4Model::new(Dsv4Weights::load(&dir).unwrap(), Precision::Official);
+        let mut exec = CpuDsv4Executor::new(model, 64 << 20, 16, 4);
+        assert!(blocks_for(PROBE_POSITION + 1, 16) <= exec.kv_blocks());
+        assert_eq!(probe_position(&exec, 16), 0);
+        let table = measure(&mut exec, 16, 4).unwrap();
+        assert!(table.steps_per_second(4) > 0.0);
+        assert_eq!(exec.state_bytes(), 0, "the probe rows are released");
+    }
 
     #[test]
     fn probe_sizes_cover_the_range_once_each() {

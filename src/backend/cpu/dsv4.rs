@@ -6,6 +6,12 @@
 //! fixed-size blocks, so this backend does not take part in prefix-block
 //! sharing; the engine's block pool still carries the memory budget, sized
 //! from the exact per-sequence accounting of [`KvFootprint`].
+//!
+//! A chunk may start before the end of what its sequence has been fed, as
+//! the chunk after a partially accepted verify does: within the undo record
+//! of the sequence's latest chunk the state is first cut back to the chunk's
+//! start ([`SeqState::rollback`], no recomputation); anywhere else the batch
+//! is invalid.
 
 use std::collections::HashMap;
 
@@ -81,11 +87,14 @@ impl Executor for CpuDsv4Executor {
             if let Some(t) = s.tokens.iter().find(|&&t| t as usize >= vocab) {
                 return bad(format!("token {t} outside the vocabulary of {vocab}"));
             }
-            let have = self.states.get(&s.seq_id).map_or(0, |st| st.len);
-            if have != s.start_pos {
+            let undoable = self.states.get(&s.seq_id).map_or(0..=0, SeqState::undoable);
+            if !undoable.contains(&s.start_pos) {
                 return bad(format!(
-                    "chunk starts at {} but the sequence holds {have} tokens",
-                    s.start_pos
+                    "chunk starts at {} but the sequence holds {} tokens and can be cut \
+                     back only to {}",
+                    s.start_pos,
+                    undoable.end(),
+                    undoable.start()
                 ));
             }
             if batch.seqs[..i].iter().any(|o| o.seq_id == s.seq_id) {
@@ -93,9 +102,13 @@ impl Executor for CpuDsv4Executor {
             }
         }
         for s in &batch.seqs {
-            if !self.states.contains_key(&s.seq_id) {
-                self.states.insert(s.seq_id, self.model.new_state());
-            }
+            let state = self
+                .states
+                .entry(s.seq_id)
+                .or_insert_with(|| self.model.new_state());
+            state
+                .rollback(&self.model.weights, s.start_pos)
+                .map_err(|e| BackendError::InvalidBatch(e.to_string()))?;
         }
         // Take the states out so each chunk can borrow its own mutably.
         let mut taken: Vec<SeqState> = batch

@@ -29,6 +29,8 @@ pub struct Span {
     pub len: usize,
     /// Absolute position of the span's first token.
     pub pos0: usize,
+    /// Save what each token overwrites into the layer's undo record.
+    pub undo: bool,
 }
 
 /// `x ← x · rsqrt(mean(x²) + eps) · w` (or without weight).
@@ -46,37 +48,41 @@ pub(super) fn norm_rows(x: &mut [f32], w: &[f32], eps: f32) {
         .for_each(|r| rms_norm(r, Some(w), eps));
 }
 
-/// Where a compressor keeps its open window and its finished rows.
-type Select = fn(&mut LayerState) -> (&mut CompressorState, &mut Vec<f32>);
+/// Where a compressor keeps its open window, its finished rows and the
+/// slots its undo record saves.
+type Select = fn(&mut LayerState) -> (&mut CompressorState, &mut Vec<f32>, &mut [f32]);
 
-fn main_compressor(l: &mut LayerState) -> (&mut CompressorState, &mut Vec<f32>) {
+fn main_compressor(l: &mut LayerState) -> (&mut CompressorState, &mut Vec<f32>, &mut [f32]) {
     let LayerState {
         compressor,
         compressed,
+        undo,
         ..
     } = l;
     let state = compressor
         .as_mut()
         .expect("compressed layers have a compressor state");
-    (state, compressed)
+    (state, compressed, &mut undo.compressor)
 }
 
-fn index_compressor(l: &mut LayerState) -> (&mut CompressorState, &mut Vec<f32>) {
+fn index_compressor(l: &mut LayerState) -> (&mut CompressorState, &mut Vec<f32>, &mut [f32]) {
     let LayerState {
         index_compressor,
         index_keys,
+        undo,
         ..
     } = l;
     let state = index_compressor
         .as_mut()
         .expect("CSA layers have an index compressor");
-    (state, index_keys)
+    (state, index_keys, &mut undo.index_compressor)
 }
 
 /// Projects `x` through a compressor and feeds every span's rows, in order,
 /// to its sequence's open window (`select`ed from the layer state); the
 /// finished entries are normed, rotated to their window's first position,
-/// `finish`ed (KV FP8, or indexer Hadamard+FP4) and appended.
+/// `finish`ed (KV FP8, or indexer Hadamard+FP4) and appended. A span that
+/// keeps an undo record first saves the slot each token overwrites.
 #[allow(clippy::too_many_arguments)]
 fn compress(
     cw: &CompressorWeights,
@@ -93,8 +99,9 @@ fn compress(
     let kv = p.linear(&cw.wkv, x, n, Gemm::F32);
     let score = p.linear(&cw.wgate, x, n, Gemm::F32);
     let width = cw.wkv.rows;
+    let saved_len = CompressorState::slot_len(cw);
     for (span, st) in spans.iter().zip(states.iter_mut()) {
-        let (state, out) = select(st);
+        let (state, out, saved) = select(st);
         for t in 0..span.len {
             let r = span.row + t;
             let pos = span.pos0 + t;
@@ -102,6 +109,9 @@ fn compress(
                 &kv[r * width..(r + 1) * width],
                 &score[r * width..(r + 1) * width],
             );
+            if span.undo {
+                state.save_slot(cw, pos, &mut saved[t * saved_len..(t + 1) * saved_len]);
+            }
             if let Some(mut e) = state.push(cw, pos, rows.0, rows.1) {
                 rms_norm(&mut e, Some(&cw.norm), eps);
                 rope.apply(&mut e, pos + 1 - cw.ratio, false);
@@ -352,12 +362,17 @@ pub fn attention(
         });
     p.bf16(&mut heads_out);
 
-    // The window ring keeps the last `window` raw rows.
+    // The window ring keeps the last `window` raw rows (a span that keeps
+    // an undo record is never longer than the window).
     for (span, st) in spans.iter().zip(states.iter_mut()) {
         for t in span.len.saturating_sub(c.window)..span.len {
             let slot = (span.pos0 + t) % c.window;
             let r = span.row + t;
-            st.ring[slot * hd..(slot + 1) * hd].copy_from_slice(&kv[r * hd..(r + 1) * hd]);
+            let ring = &mut st.ring[slot * hd..(slot + 1) * hd];
+            if span.undo {
+                st.undo.ring[t * hd..(t + 1) * hd].copy_from_slice(ring);
+            }
+            ring.copy_from_slice(&kv[r * hd..(r + 1) * hd]);
         }
     }
 

@@ -9,7 +9,10 @@
 //! Invariant (chunk and batch invariance): a chunk continues its sequence's
 //! [`SeqState`] at `state.len`; the logits (and captured rows) of a position
 //! are the same whether the sequence is fed whole, in chunks of any size,
-//! token by token, or next to other sequences.
+//! token by token, or next to other sequences. A chunk that
+//! [`SeqState::keeps_undo`] can be cut back afterwards (`undo.rs`), leaving
+//! the state, and so every later logit, as if the cut tokens had never been
+//! fed.
 
 use super::attention::{Span, attention, norm_rows};
 use super::config::Dsv4Config;
@@ -100,6 +103,7 @@ impl Dsv4Model {
                 row: tokens.len(),
                 len: ch.tokens.len(),
                 pos0: ch.state.len,
+                undo: ch.state.keeps_undo(ch.tokens.len(), ch.logits_for),
             });
             tokens.extend_from_slice(ch.tokens);
         }
@@ -121,8 +125,9 @@ impl Dsv4Model {
                 cap.after_layer(i, &streams, p);
             }
         }
-        for ch in chunks.iter_mut() {
-            ch.state.len += ch.tokens.len();
+        for (span, ch) in spans.iter().zip(chunks.iter_mut()) {
+            ch.state.len += span.len;
+            ch.state.undo_from = span.undo.then_some(span.pos0);
         }
         let logits = spans
             .iter()

@@ -1,16 +1,19 @@
 //! One sequence's long-context state, layer by layer: the sliding-window ring
 //! of raw KV rows, the compressed rows of CSA/HCA layers, the indexer keys of
-//! CSA layers, and the open compressor windows.
+//! CSA layers, the open compressor windows, and the undo record of the
+//! latest chunk (`undo.rs`).
 //!
 //! Invariant: `len` tokens (positions `0..len`) have been fed; the ring holds
 //! the last `min(len, window)` rows at slot `pos % window`, and every layer
 //! holds exactly `len / ratio` compressed rows.
 //!
 //! Memory is accounted exactly from what is stored (f32 values): a fixed part
-//! per sequence (rings and open windows) plus rows that grow with length.
+//! per sequence (rings, open windows and the undo record, allocated at its
+//! bound) plus rows that grow with length.
 
 use super::compressor::CompressorState;
 use super::config::{Dsv4Config, LayerKind};
+use super::undo::{LayerUndo, undo_positions};
 use super::weights::Dsv4Weights;
 
 #[derive(Debug, Clone)]
@@ -23,33 +26,45 @@ pub struct LayerState {
     /// `entries × index_head_dim` (CSA layers).
     pub index_keys: Vec<f32>,
     pub index_compressor: Option<CompressorState>,
+    /// What the latest chunk overwrote in this layer.
+    pub undo: LayerUndo,
 }
 
 #[derive(Debug, Clone)]
 pub struct SeqState {
     pub len: usize,
     pub layers: Vec<LayerState>,
+    /// First position of the latest chunk when it can be undone.
+    pub undo_from: Option<usize>,
+    /// The longest chunk an undo record covers.
+    pub undo_positions: usize,
 }
 
 impl SeqState {
     pub fn new(w: &Dsv4Weights) -> SeqState {
         let c = &w.config;
+        let positions = undo_positions(c);
         let layers = w
             .layers
             .iter()
-            .map(|b| LayerState {
-                ring: vec![0.0; c.window * c.head_dim],
-                compressed: Vec::new(),
-                compressor: b.attn.compressor.as_ref().map(CompressorState::new),
-                index_keys: Vec::new(),
-                index_compressor: b
-                    .attn
-                    .indexer
-                    .as_ref()
-                    .map(|i| CompressorState::new(&i.compressor)),
+            .map(|b| {
+                let index = b.attn.indexer.as_ref().map(|i| &i.compressor);
+                LayerState {
+                    ring: vec![0.0; c.window * c.head_dim],
+                    compressed: Vec::new(),
+                    compressor: b.attn.compressor.as_ref().map(CompressorState::new),
+                    index_keys: Vec::new(),
+                    index_compressor: index.map(CompressorState::new),
+                    undo: LayerUndo::new(positions, c.head_dim, b.attn.compressor.as_ref(), index),
+                }
             })
             .collect();
-        SeqState { len: 0, layers }
+        SeqState {
+            len: 0,
+            layers,
+            undo_from: None,
+            undo_positions: positions,
+        }
     }
 
     /// Bytes held now.
@@ -62,6 +77,7 @@ impl SeqState {
                     + l.index_compressor
                         .as_ref()
                         .map_or(0, CompressorState::bytes)
+                    + l.undo.bytes()
             })
             .sum()
     }
@@ -70,7 +86,8 @@ impl SeqState {
 /// KV memory of one sequence as a function of its length.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KvFootprint {
-    /// Rings and open compressor windows, whatever the length.
+    /// Rings, open compressor windows and undo records, whatever the
+    /// length.
     pub fixed: usize,
     /// Per layer: (kind, ratio, bytes per compressed entry).
     pub layers: Vec<(LayerKind, usize, usize)>,
@@ -80,21 +97,24 @@ impl KvFootprint {
     pub fn new(c: &Dsv4Config) -> KvFootprint {
         let mut fixed = 0;
         let mut layers = Vec::new();
+        // The undo record saves, per position, one ring row and one kv and
+        // one score row of each open window.
+        let undo = undo_positions(c);
         for i in 0..c.n_layers {
             let kind = c.kind(i);
             let ratio = c.compress_ratios[i];
-            fixed += c.window * c.head_dim * 4;
+            fixed += (c.window + undo) * c.head_dim * 4;
             let entry = match kind {
                 LayerKind::Sliding => 0,
                 LayerKind::Hca => {
-                    fixed += 2 * ratio * c.head_dim * 4;
+                    fixed += 2 * (ratio + undo) * c.head_dim * 4;
                     c.head_dim * 4
                 }
                 LayerKind::Csa => {
                     // Two windows of 2·dim-wide rows, kv and score, for the
                     // compressor and for the indexer's compressor.
-                    fixed += 2 * (2 * ratio) * (2 * c.head_dim) * 4;
-                    fixed += 2 * (2 * ratio) * (2 * c.index_head_dim) * 4;
+                    fixed += 2 * (2 * ratio + undo) * (2 * c.head_dim) * 4;
+                    fixed += 2 * (2 * ratio + undo) * (2 * c.index_head_dim) * 4;
                     (c.head_dim + c.index_head_dim) * 4
                 }
             };

@@ -134,11 +134,13 @@ mod tests {
                 row: 0,
                 len: 3,
                 pos0: 10,
+                undo: false,
             },
             Span {
                 row: 3,
                 len: 2,
                 pos0: 0,
+                undo: false,
             },
         ];
         let layers = [5, 7];
