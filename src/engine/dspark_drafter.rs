@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use super::drafter::Drafter;
 use super::sampler::{Sampler, SamplingParams};
 use super::scheduler::SeqId;
-use crate::backend::executor::{BackendError, DraftRequest, Executor};
+use crate::backend::executor::{BackendError, DraftRequest, DraftSampler, Executor};
 use crate::spec::{Draft, TokenDist};
 
 /// Mixed into a row's seed for its draft stream (see `draft_model.rs`).
@@ -67,7 +67,7 @@ impl Drafter for DsparkDrafter {
             .filter(|(id, _)| wanted.contains_key(id))
             .map(|(id, row)| (*id, row, Vec::new()))
             .collect();
-        let mut samplers: Vec<Box<dyn FnMut(usize, &[f32]) -> u32 + '_>> = Vec::new();
+        let mut samplers: Vec<Box<DraftSampler<'_>>> = Vec::new();
         let mut meta = Vec::new();
         for (id, row, dists) in live.iter_mut() {
             meta.push((*id, row.anchor, row.len - 1));

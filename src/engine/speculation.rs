@@ -31,15 +31,18 @@ pub struct SpeculationConfig {
     pub calibration: Option<Sts>,
 }
 
+/// A calibration run's data: each row's raw confidences this step, and the
+/// verify rounds recorded so far.
+type Recording = (HashMap<SeqId, Vec<f32>>, Vec<StepRecord>);
+
 /// The drafter, budget and counters of one engine.
 pub struct Speculator {
     cfg: SpeculationConfig,
     drafter: Box<dyn Drafter>,
     /// The last budget was zero for every row: this step decodes plainly.
     skip_next: bool,
-    /// Calibration runs: each row's raw confidences this step, and the
-    /// verify rounds recorded so far (see [`Speculator::recording`]).
-    recording: Option<(HashMap<SeqId, Vec<f32>>, Vec<StepRecord>)>,
+    /// Calibration runs only (see [`Speculator::recording`]).
+    recording: Option<Recording>,
     stats: SpecStats,
 }
 

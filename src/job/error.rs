@@ -56,12 +56,6 @@ pub enum SpecError {
         model: String,
         message: String,
     },
-    /// A valid spec asks for something this build does not do yet.
-    #[error("{field}: {message}")]
-    NotImplemented {
-        field: &'static str,
-        message: String,
-    },
     /// `speculation.calibration` names a file that cannot be read or is not
     /// a valid calibration; the source names the file.
     #[error("speculation.calibration: {source}")]
@@ -82,7 +76,6 @@ impl SpecError {
         match self {
             SpecError::Read { .. }
             | SpecError::ModelMismatch { .. }
-            | SpecError::NotImplemented { .. }
             | SpecError::Calibration { .. }
             | SpecError::DraftModel { .. } => &[],
             SpecError::Invalid(d) => d,

@@ -109,7 +109,14 @@ pub fn calibrate_job(
         draft,
         ..
     } = checked;
-    let mut exec = cpu_executor(model.weights, kv_bytes, spec.engine.max_concurrent_rows);
+    let dspark = spec.speculation.method == SpecMethod::Dspark;
+    let mut exec = cpu_executor(
+        model.weights,
+        kv_bytes,
+        spec.engine.max_concurrent_rows,
+        dspark,
+    )
+    .map_err(EngineError::from)?;
     let speculator = engine_speculation(
         &spec,
         None,

@@ -27,7 +27,7 @@ use rayon::prelude::*;
 use crate::backend::cpu::dense::CpuDenseExecutor;
 use crate::backend::cpu::dsv4::CpuDsv4Executor;
 use crate::backend::cpu::kv_arena::KvArena;
-use crate::backend::executor::Executor;
+use crate::backend::executor::{BackendError, Executor};
 use crate::engine::runner::{Engine, EngineConfig, EngineCounters, EngineError, Request};
 use crate::engine::scheduler::GroupTag;
 use crate::error::JobError;
@@ -36,7 +36,7 @@ use crate::io::{
     InputPlan, IoError, OutputConfig, OutputState, ShardDone, WriterConfig, validate_inputs,
     write_done,
 };
-use crate::job::spec::JobSpec;
+use crate::job::spec::{JobSpec, SpecMethod};
 use crate::model::dsv4::forward::Dsv4Model;
 use crate::model::dsv4::precision::Precision;
 use crate::model::dsv4::state::KvFootprint;
@@ -183,17 +183,23 @@ pub fn validate_job(spec_path: &str) -> Result<String, JobError> {
     ))
 }
 
-/// The CPU backend for `weights`, with `kv_bytes` of KV storage.
-fn cpu_executor(weights: ModelWeights, kv_bytes: u64, max_running: usize) -> Box<dyn Executor> {
-    match weights {
+/// The CPU backend for `weights`, with `kv_bytes` of KV storage; `dspark`
+/// turns on the DeepSeek-V4 draft module (checked to exist by
+/// [`check_job_speculation`]).
+fn cpu_executor(
+    weights: ModelWeights,
+    kv_bytes: u64,
+    max_running: usize,
+    dspark: bool,
+) -> Result<Box<dyn Executor>, BackendError> {
+    Ok(match weights {
         ModelWeights::Dense(w) => Box::new(CpuDenseExecutor::new(*w, kv_bytes, BLOCK_SIZE)),
-        ModelWeights::DeepseekV4(w) => Box::new(CpuDsv4Executor::new(
-            Dsv4Model::new(*w, Precision::Official),
-            kv_bytes,
-            BLOCK_SIZE,
-            max_running,
-        )),
-    }
+        ModelWeights::DeepseekV4(w) => {
+            let model = Dsv4Model::new(*w, Precision::Official);
+            let exec = CpuDsv4Executor::new(model, kv_bytes, BLOCK_SIZE, max_running);
+            Box::new(if dspark { exec.with_dspark()? } else { exec })
+        }
+    })
 }
 
 /// KV bytes one token takes on the CPU backend for `weights` (for
@@ -277,7 +283,9 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
         &weights,
         draft.as_ref().map(|d| &d.model.weights),
     );
-    let mut exec = cpu_executor(weights, kv_bytes, spec.engine.max_concurrent_rows);
+    let dspark = spec.speculation.method == SpecMethod::Dspark;
+    let mut exec = cpu_executor(weights, kv_bytes, spec.engine.max_concurrent_rows, dspark)
+        .map_err(EngineError::from)?;
     let speculation = engine_speculation(
         &spec,
         calibration,

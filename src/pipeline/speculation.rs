@@ -13,6 +13,7 @@ use super::{BLOCK_SIZE, cpu_executor, kv_bytes_per_token};
 use crate::backend::executor::Executor;
 use crate::engine::draft_model::{DraftCosts, DraftModel};
 use crate::engine::drafter::{Drafter, NgramDrafters};
+use crate::engine::dspark_drafter::DsparkDrafter;
 use crate::engine::speculation::{SpeculationConfig, Speculator};
 use crate::engine::sps_profile::{self, ProfileError};
 use crate::job::SpecError;
@@ -141,7 +142,7 @@ pub(crate) fn engine_speculation<E: Executor + ?Sized>(
     let drafter: Box<dyn Drafter> = match draft {
         Some((source, kv_bytes)) => {
             let mut draft_exec =
-                cpu_executor(source.model.weights, kv_bytes, e.max_concurrent_rows);
+                cpu_executor(source.model.weights, kv_bytes, e.max_concurrent_rows, false)?;
             // A draft round feeds one token per drafting row.
             let draft_sps = sps_profile::for_model(
                 &mut draft_exec,
@@ -161,6 +162,7 @@ pub(crate) fn engine_speculation<E: Executor + ?Sized>(
                 costs,
             ))
         }
+        None if spec.speculation.method == SpecMethod::Dspark => Box::new(DsparkDrafter::default()),
         None => Box::new(NgramDrafters::default()),
     };
     let cfg = SpeculationConfig {
@@ -175,7 +177,10 @@ pub(crate) fn engine_speculation<E: Executor + ?Sized>(
 #[derive(Debug, Clone, Copy)]
 enum Target {
     Dense,
-    DeepseekV4 { mtp_stages: usize },
+    /// `dspark_block`: the DSpark module's block size, when it has one.
+    DeepseekV4 {
+        dspark_block: Option<usize>,
+    },
 }
 
 impl Target {
@@ -183,7 +188,11 @@ impl Target {
         match weights {
             ModelWeights::Dense(_) => Target::Dense,
             ModelWeights::DeepseekV4(w) => Target::DeepseekV4 {
-                mtp_stages: w.dspark_stages(),
+                dspark_block: w
+                    .dspark
+                    .as_ref()
+                    .and(w.config.dspark.as_ref())
+                    .map(|d| d.block_size),
             },
         }
     }
@@ -196,27 +205,45 @@ pub(crate) fn check_job_speculation(
     spec: &JobSpec,
     weights: &ModelWeights,
 ) -> Result<(), SpecError> {
-    method_refusal(spec.speculation.method, Target::of(weights), &spec.model)
+    let s = &spec.speculation;
+    method_refusal(s.method, s.max_draft, Target::of(weights), &spec.model)
 }
 
-fn method_refusal(method: SpecMethod, target: Target, model: &str) -> Result<(), SpecError> {
-    const FIELD: &str = "speculation.method";
-    let mismatch = |message: &str| SpecError::ModelMismatch {
-        field: FIELD,
+fn method_refusal(
+    method: SpecMethod,
+    max_draft: usize,
+    target: Target,
+    model: &str,
+) -> Result<(), SpecError> {
+    let mismatch = |field: &'static str, message: String| SpecError::ModelMismatch {
+        field,
         model: model.to_string(),
-        message: message.to_string(),
-    };
-    let not_implemented = || SpecError::NotImplemented {
-        field: FIELD,
-        message: format!("`{}` is not implemented yet", method.as_str()),
+        message,
     };
     match (method, target) {
         (SpecMethod::None | SpecMethod::Ngram | SpecMethod::DraftModel, _) => Ok(()),
-        (SpecMethod::Dspark, Target::DeepseekV4 { mtp_stages }) if mtp_stages > 0 => {
-            Err(not_implemented())
+        (
+            SpecMethod::Dspark,
+            Target::DeepseekV4 {
+                dspark_block: Some(block),
+            },
+        ) => {
+            if max_draft > block {
+                return Err(mismatch(
+                    "speculation.max_draft",
+                    format!(
+                        "must be at most {block} for `dspark` on this model (its DSpark block \
+                         drafts {block} tokens), got {max_draft}"
+                    ),
+                ));
+            }
+            Ok(())
         }
         (SpecMethod::Dspark, _) => Err(mismatch(
-            "`dspark` needs a DeepSeek-V4 checkpoint with DSpark (mtp.*) tensors; this model has none",
+            "speculation.method",
+            "`dspark` needs a DeepSeek-V4 checkpoint with DSpark (mtp.*) tensors; this model \
+             has none"
+                .to_string(),
         )),
     }
 }
@@ -225,11 +252,13 @@ fn method_refusal(method: SpecMethod, target: Target, model: &str) -> Result<(),
 mod tests {
     use super::*;
 
-    const DSV4_WITH_MTP: Target = Target::DeepseekV4 { mtp_stages: 1 };
-    const DSV4_WITHOUT_MTP: Target = Target::DeepseekV4 { mtp_stages: 0 };
+    const DSV4_WITH_MTP: Target = Target::DeepseekV4 {
+        dspark_block: Some(5),
+    };
+    const DSV4_WITHOUT_MTP: Target = Target::DeepseekV4 { dspark_block: None };
 
     fn refusal(method: SpecMethod, target: Target) -> Option<String> {
-        method_refusal(method, target, "m")
+        method_refusal(method, 5, target, "m")
             .err()
             .map(|e| e.to_string())
     }
@@ -246,7 +275,7 @@ mod tests {
     }
 
     #[test]
-    fn dspark_needs_mtp_tensors_before_it_is_not_implemented() {
+    fn dspark_needs_the_draft_module_and_a_max_draft_within_its_block() {
         for target in [Target::Dense, DSV4_WITHOUT_MTP] {
             let e = refusal(SpecMethod::Dspark, target).unwrap();
             assert_eq!(
@@ -255,9 +284,14 @@ mod tests {
                  (mtp.*) tensors; this model has none (model `m`)"
             );
         }
+        assert_eq!(refusal(SpecMethod::Dspark, DSV4_WITH_MTP), None);
+        let e = method_refusal(SpecMethod::Dspark, 6, DSV4_WITH_MTP, "m")
+            .unwrap_err()
+            .to_string();
         assert_eq!(
-            refusal(SpecMethod::Dspark, DSV4_WITH_MTP).as_deref(),
-            Some("speculation.method: `dspark` is not implemented yet")
+            e,
+            "speculation.max_draft: must be at most 5 for `dspark` on this model (its DSpark \
+             block drafts 5 tokens), got 6 (model `m`)"
         );
     }
 
