@@ -42,9 +42,6 @@ use crate::kv::block_pool::{BlockPool, SeqBlocks};
 use crate::kv::blocks_for;
 use crate::spec::{Draft, SpsTable};
 
-/// Mixed into a row's seed for its draft stream, so draft draws and the
-/// target's acceptance draws are independent.
-const DRAFT_STREAM: u64 = 0xD4AF_7D4A_F7D4_AF7D;
 /// Weight of each new outcome in a row's first-position acceptance average.
 const ACCEPT_EMA: f64 = 0.2;
 /// How far a non-drafting step moves that average back towards 1.
@@ -209,10 +206,6 @@ impl<E: Executor> Drafter for DraftModel<E> {
         let Some(blocks) = self.pool.try_admit(&[], need) else {
             return;
         };
-        let params = SamplingParams {
-            seed: sampling.seed ^ DRAFT_STREAM,
-            ..*sampling
-        };
         self.rows.insert(
             id,
             Row {
@@ -220,7 +213,7 @@ impl<E: Executor> Drafter for DraftModel<E> {
                 fed: 0,
                 speculative: 0,
                 blocks,
-                sampler: Sampler::new(params),
+                sampler: Sampler::new(sampling.for_drafts()),
                 first_accept: 1.0,
             },
         );

@@ -20,9 +20,6 @@ use super::scheduler::SeqId;
 use crate::backend::executor::{BackendError, DraftRequest, DraftSampler, Executor};
 use crate::spec::{Draft, TokenDist};
 
-/// Mixed into a row's seed for its draft stream (see `draft_model.rs`).
-const DRAFT_STREAM: u64 = 0x05BA_4C0D_E5BA_4C0D;
-
 struct Row {
     /// Tokens committed so far (prompt and output); the anchor is the last.
     len: usize,
@@ -41,16 +38,12 @@ impl Drafter for DsparkDrafter {
         let Some(&anchor) = prompt.last() else {
             return;
         };
-        let params = SamplingParams {
-            seed: sampling.seed ^ DRAFT_STREAM,
-            ..*sampling
-        };
         self.rows.insert(
             id,
             Row {
                 len: prompt.len(),
                 anchor,
-                sampler: Sampler::new(params),
+                sampler: Sampler::new(sampling.for_drafts()),
             },
         );
     }

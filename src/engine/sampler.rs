@@ -24,7 +24,19 @@ pub struct SamplingParams {
     pub seed: u64,
 }
 
+/// Mixed into a row's seed for the stream its drafter draws from, so draft
+/// draws and the target's acceptance draws are independent.
+const DRAFT_STREAM: u64 = 0xD4AF_7D4A_F7D4_AF7D;
+
 impl SamplingParams {
+    /// The same settings on the row's draft stream (a different seed).
+    pub fn for_drafts(&self) -> SamplingParams {
+        SamplingParams {
+            seed: self.seed ^ DRAFT_STREAM,
+            ..*self
+        }
+    }
+
     /// The exact distribution [`Sampler::sample`] draws from: greedy is a
     /// point mass at [`argmax`]; otherwise softmax at the temperature over
     /// candidates ordered by (logit desc, id asc), cut by top-k, then cut to
