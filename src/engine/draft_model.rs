@@ -25,9 +25,10 @@
 //! it adds (a draft step plus the wider verify), beat the tokens per second
 //! of the step as planned so far. A row's next survival is predicted as its
 //! current survival times its latest confidence; before the first round it
-//! is the row's running first-position acceptance, which starts at 1 and
-//! recovers towards 1 on steps the row does not draft, so a row whose drafts
-//! stopped paying is tried again later.
+//! is the row's running rate of drafts whose first token was kept (a draft
+//! the budget declined counts as not kept), which starts at 1 and recovers
+//! towards 1 on steps the row does not draft, so a row whose drafts stopped
+//! paying is tried again later.
 //!
 //! Memory: the draft KV pool is sized by the caller; a row the pool cannot
 //! take simply never drafts.
@@ -314,13 +315,14 @@ impl<E: Executor> Drafter for DraftModel<E> {
             .collect())
     }
 
-    fn record(&mut self, id: SeqId, verified: usize, accepted: usize) {
+    fn record(&mut self, id: SeqId, _verified: usize, accepted: usize) {
         if let Some(row) = self.rows.get_mut(&id) {
             row.fed += accepted.min(row.speculative);
-            if verified > 0 {
-                let kept = if accepted > 0 { 1.0 } else { 0.0 };
-                row.first_accept += ACCEPT_EMA * (kept - row.first_accept);
-            }
+            // A draft the budget declined (nothing verified) did not pay
+            // either: the gate learns to stop drafting where Algorithm 1
+            // keeps declining.
+            let kept = if accepted > 0 { 1.0 } else { 0.0 };
+            row.first_accept += ACCEPT_EMA * (kept - row.first_accept);
         }
     }
 
@@ -470,6 +472,27 @@ mod tests {
         d.admit(1, &[1, 2, 3], 20, &greedy());
         let n = d.draft(&[(1, 4)], &mut Counter::new()).unwrap()[0].1.len();
         assert!((1..=4).contains(&n), "{n}");
+    }
+
+    #[test]
+    fn rows_whose_drafts_keep_being_declined_stop_drafting_then_retry() {
+        let mut d = drafter(100.0);
+        d.admit(1, &[1, 2, 3], 40, &greedy());
+        assert!(!d.draft(&[(1, 4)], &mut Counter::new()).unwrap().is_empty());
+        // The budget declined this draft and the next 19 (the estimate is
+        // then 0.8^20 of a token against a draft round costing a tenth of
+        // a step); every step the target still emits a token.
+        for t in 0..20 {
+            d.record(1, 0, 0);
+            d.extend(1, 4 + t);
+        }
+        assert!(d.draft(&[(1, 4)], &mut Counter::new()).unwrap().is_empty());
+        // Steps without drafting bring the estimate back until it pays again.
+        let retried = (0..100).any(|t| {
+            d.extend(1, t);
+            !d.draft(&[(1, 4)], &mut Counter::new()).unwrap().is_empty()
+        });
+        assert!(retried);
     }
 
     #[test]

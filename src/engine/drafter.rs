@@ -5,8 +5,8 @@
 //! Per step the engine asks for raw drafts (before calibration and before the
 //! verification budget), verifies some prefix of each, reports each verified
 //! row's outcome with [`Drafter::record`] and feeds every emitted token back
-//! with [`Drafter::extend`]. A row the budget left out gets no `record`: its
-//! draft simply did not happen.
+//! with [`Drafter::extend`]. A row whose draft the budget declined gets
+//! `record(id, 0, 0)`.
 //!
 //! Invariant every drafter keeps: each draft position carries the exact
 //! distribution its token was drawn from, so verification stays lossless.

@@ -119,6 +119,11 @@ impl Speculator {
             }
             None => budget::plan(&confidences, 0, &self.cfg.sps),
         };
+        // A draft the budget declines did not pay: drafters that weigh their
+        // own cost (the draft model) learn from it.
+        for ((id, _), _) in drafts.iter().zip(&lens).filter(|(_, l)| **l == 0) {
+            self.drafter.record(*id, 0, 0);
+        }
         if lens.iter().all(|&l| l == 0) {
             // Drafting again next step would most likely be wasted too.
             self.skip_next = true;
