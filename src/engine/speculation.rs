@@ -1,6 +1,7 @@
-//! The engine's speculation state: the [`Drafter`], the verification budget of each step (DSpark's Algorithm 1 over calibrated
-//! confidences and the backend's measured step rate), and the run's
-//! speculation counters.
+//! The engine's speculation state: the [`Drafter`], the verification
+//! budget of each step (DSpark's Algorithm 1 over calibrated confidences
+//! and the backend's measured step rate), and the run's speculation
+//! counters.
 //!
 //! Per step the engine asks [`Speculator::propose`] for the drafts of the
 //! rows about to decode, verifies them in the same forward pass as
