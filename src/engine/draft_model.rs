@@ -126,8 +126,9 @@ impl<E: Executor> DraftModel<E> {
                     break;
                 }
             }
-            let logits = self.exec.forward(&ForwardBatch { seqs: seqs.clone() })?;
-            for (s, l) in seqs.iter().zip(logits) {
+            let batch = ForwardBatch { seqs };
+            let logits = self.exec.forward(&batch)?;
+            for (s, l) in batch.seqs.iter().zip(logits) {
                 let row = self.rows.get_mut(&s.seq_id).expect("drafting rows exist");
                 row.fed += s.tokens.len();
                 if !l.is_empty() {
@@ -236,20 +237,14 @@ impl<E: Executor> Drafter for DraftModel<E> {
             .iter()
             .map(|(id, _)| self.rows[id].first_accept)
             .collect();
-        let mut live: Vec<(SeqId, usize)> = if self.round_pays(&first, all as f64, all, 0.0) {
-            known.clone()
-        } else {
-            Vec::new()
-        };
-        for (id, _) in &known {
-            if !live.iter().any(|(l, _)| l == id) {
+        if known.is_empty() || !self.round_pays(&first, all as f64, all, 0.0) {
+            for (id, _) in &known {
                 let row = self.rows.get_mut(id).expect("known rows exist");
                 row.first_accept += RECOVERY * (1.0 - row.first_accept);
             }
-        }
-        if live.is_empty() {
             return Ok(Vec::new());
         }
+        let mut live = known.clone();
         let ids: Vec<SeqId> = live.iter().map(|(id, _)| *id).collect();
         let mut logits = self.catch_up(&ids)?;
         let mut drafts: HashMap<SeqId, (Draft, f64)> = HashMap::new();
@@ -299,8 +294,9 @@ impl<E: Executor> Drafter for DraftModel<E> {
                 });
             }
             spent += 1.0 / self.costs.draft.steps_per_second(seqs.len());
-            let out = self.exec.forward(&ForwardBatch { seqs: seqs.clone() })?;
-            for (s, l) in seqs.iter().zip(out) {
+            let batch = ForwardBatch { seqs };
+            let out = self.exec.forward(&batch)?;
+            for (s, l) in batch.seqs.iter().zip(out) {
                 logits.insert(s.seq_id, l);
             }
         }

@@ -16,9 +16,8 @@ use std::sync::Arc;
 
 use crossbeam::channel::bounded;
 
-use super::speculation::{engine_speculation, kv_split};
-use super::{READ_BATCH_ROWS, check, cpu_executor};
-use crate::engine::runner::{Engine, EngineConfig, EngineCounters, EngineError};
+use super::{READ_BATCH_ROWS, check, engine_config, job_backend};
+use crate::engine::runner::{Engine, EngineCounters};
 use crate::error::JobError;
 use crate::io::RowSet;
 use crate::io::row::RowResult;
@@ -83,17 +82,13 @@ pub fn calibrate_job(
     if spec.speculation.method == SpecMethod::None {
         return Err(CalibrateError::NoDrafter.into());
     }
-    let (kv_bytes, draft_kv_bytes) = kv_split(
-        spec.engine.kv_cache_bytes,
-        &checked.model.weights,
-        checked.draft.as_ref().map(|d| &d.model.weights),
-    );
     let encoder = checked.encoder();
     let mut requests = Vec::new();
-    for batch in checked.inputs.stream(READ_BATCH_ROWS, RowSet::default()) {
+    // Reads no further than the rows it runs.
+    'read: for batch in checked.inputs.stream(READ_BATCH_ROWS, RowSet::default()) {
         for row in batch? {
             if requests.len() == rows {
-                break;
+                break 'read;
             }
             // Rows that cannot be encoded are not held-out data; skip them.
             if let Ok(req) = encoder.encode(row) {
@@ -109,31 +104,10 @@ pub fn calibrate_job(
         draft,
         ..
     } = checked;
-    let dspark = spec.speculation.method == SpecMethod::Dspark;
-    let mut exec = cpu_executor(
-        model.weights,
-        kv_bytes,
-        spec.engine.max_concurrent_rows,
-        dspark,
-    )
-    .map_err(EngineError::from)?;
-    let speculator = engine_speculation(
-        &spec,
-        None,
-        &mut *exec,
-        &model_hash,
-        draft.map(|d| (d, draft_kv_bytes)),
-    )
-    .map_err(EngineError::from)?
-    .ok_or(CalibrateError::NoDrafter)?
-    .recording();
-    let cfg = EngineConfig {
-        max_running: spec.engine.max_concurrent_rows,
-        max_batch_tokens: spec.engine.max_batch_tokens,
-        block_size: super::BLOCK_SIZE,
-        stop: spec.generation.stop.clone(),
-        prefix_reuse: true,
-    };
+    let (exec, speculator) = job_backend(&spec, model.weights, draft, None, &model_hash)?;
+    let speculator = speculator.ok_or(CalibrateError::NoDrafter)?.recording();
+    // Rows are independent here: prefix reuse changes only speed.
+    let cfg = engine_config(&spec, true);
     let mut engine = Engine::new(
         exec,
         &model.tokenizer,

@@ -30,6 +30,7 @@ use crate::backend::cpu::kv_arena::KvArena;
 use crate::backend::executor::{BackendError, Executor};
 use crate::engine::runner::{Engine, EngineConfig, EngineCounters, EngineError, Request};
 use crate::engine::scheduler::GroupTag;
+use crate::engine::speculation::Speculator;
 use crate::error::JobError;
 use crate::io::row::{InputRow, RowResult};
 use crate::io::{
@@ -183,6 +184,46 @@ pub fn validate_job(spec_path: &str) -> Result<String, JobError> {
     ))
 }
 
+/// The backend and speculator a checked job runs on: the KV budget split
+/// with the draft model ([`kv_split`]), DSpark on when the method asks for
+/// it, the step rate measured ([`engine_speculation`]).
+fn job_backend(
+    spec: &JobSpec,
+    weights: ModelWeights,
+    draft: Option<DraftSource>,
+    calibration: Option<Sts>,
+    model_hash: &str,
+) -> Result<(Box<dyn Executor>, Option<Speculator>), JobError> {
+    let (kv_bytes, draft_kv_bytes) = kv_split(
+        spec.engine.kv_cache_bytes,
+        &weights,
+        draft.as_ref().map(|d| &d.model.weights),
+    );
+    let dspark = spec.speculation.method == SpecMethod::Dspark;
+    let mut exec = cpu_executor(weights, kv_bytes, spec.engine.max_concurrent_rows, dspark)
+        .map_err(EngineError::from)?;
+    let speculation = engine_speculation(
+        spec,
+        calibration,
+        &mut *exec,
+        model_hash,
+        draft.map(|d| (d, draft_kv_bytes)),
+    )
+    .map_err(EngineError::from)?;
+    Ok((exec, speculation))
+}
+
+/// The engine limits a job's spec sets.
+fn engine_config(spec: &JobSpec, prefix_reuse: bool) -> EngineConfig {
+    EngineConfig {
+        max_running: spec.engine.max_concurrent_rows,
+        max_batch_tokens: spec.engine.max_batch_tokens,
+        block_size: BLOCK_SIZE,
+        stop: spec.generation.stop.clone(),
+        prefix_reuse,
+    }
+}
+
 /// The CPU backend for `weights`, with `kv_bytes` of KV storage; `dspark`
 /// turns on the DeepSeek-V4 draft module (checked to exist by
 /// [`check_job_speculation`]).
@@ -278,29 +319,8 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
         chat,
         ..
     } = model;
-    let (kv_bytes, draft_kv_bytes) = kv_split(
-        spec.engine.kv_cache_bytes,
-        &weights,
-        draft.as_ref().map(|d| &d.model.weights),
-    );
-    let dspark = spec.speculation.method == SpecMethod::Dspark;
-    let mut exec = cpu_executor(weights, kv_bytes, spec.engine.max_concurrent_rows, dspark)
-        .map_err(EngineError::from)?;
-    let speculation = engine_speculation(
-        &spec,
-        calibration,
-        &mut *exec,
-        &model_hash,
-        draft.map(|d| (d, draft_kv_bytes)),
-    )
-    .map_err(EngineError::from)?;
-    let engine_cfg = EngineConfig {
-        max_running: spec.engine.max_concurrent_rows,
-        max_batch_tokens: spec.engine.max_batch_tokens,
-        block_size: BLOCK_SIZE,
-        stop: spec.generation.stop.clone(),
-        prefix_reuse: opts.reuse != ReuseMode::Off,
-    };
+    let (exec, speculation) = job_backend(&spec, weights, draft, calibration, &model_hash)?;
+    let engine_cfg = engine_config(&spec, opts.reuse != ReuseMode::Off);
     let engine_counters = Arc::new(EngineCounters::default());
     let job_counters = Arc::new(JobCounters::default());
     let mut engine = Engine::new(exec, &tokenizer, &engine_cfg, engine_counters.clone());
