@@ -2,4 +2,5 @@
 //! is the reference.
 
 pub mod cpu;
+pub mod cuda;
 pub mod executor;
