@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod cache;
 pub mod engine;
 pub mod error;
 pub mod io;

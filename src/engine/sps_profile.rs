@@ -9,7 +9,7 @@
 //! state outside the blocks (DeepSeek-V4) cannot start one mid-way, so its
 //! rows decode at position 0 (see [`probe_position`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -72,16 +72,8 @@ pub fn for_model<E: Executor + ?Sized>(
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let cache = cache_dir().join(format!("sps-{digest}.json"));
+    let cache = crate::cache::cache_dir().join(format!("sps-{digest}.json"));
     cached_or_measured(exec, block_size, max_tokens, &cache, &key)
-}
-
-fn cache_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("specbatch")
 }
 
 /// The CPU model as /proc/cpuinfo names it (Linux), else "unknown".

@@ -9,6 +9,7 @@
 
 pub mod device;
 pub mod error;
+pub mod kernels;
 
 pub use device::{GpuInfo, probe};
 pub use error::CudaError;
