@@ -76,6 +76,42 @@ pub enum BackendError {
     InvalidBatch(String),
     #[error("this backend's model has no draft module")]
     NoDraftModule,
+    #[error("device failure: {0}")]
+    Device(String),
+}
+
+/// Checks a batch against a paged-KV backend's limits before any of it
+/// runs: non-empty chunks, positions inside the context, block tables that
+/// cover each chunk with blocks the backend has, token ids in the vocabulary.
+pub fn check_paged_batch(
+    batch: &ForwardBatch,
+    shape: &ModelShape,
+    n_blocks: usize,
+    block_size: usize,
+) -> Result<(), BackendError> {
+    for (i, s) in batch.seqs.iter().enumerate() {
+        let end = s.start_pos + s.tokens.len();
+        let bad = |m: String| Err(BackendError::InvalidBatch(format!("sequence {i}: {m}")));
+        if s.tokens.is_empty() || s.logits_for > s.tokens.len() {
+            return bad("empty chunk or more logits than tokens".into());
+        }
+        if end > shape.context_length {
+            return bad(format!(
+                "position {end} beyond the context {}",
+                shape.context_length
+            ));
+        }
+        if s.block_table.len() * block_size < end {
+            return bad("block table does not cover the chunk".into());
+        }
+        if let Some(b) = s.block_table.iter().find(|b| **b as usize >= n_blocks) {
+            return bad(format!("block {b} out of range"));
+        }
+        if let Some(t) = s.tokens.iter().find(|t| **t as usize >= shape.vocab_size) {
+            return bad(format!("token {t} out of the vocabulary"));
+        }
+    }
+    Ok(())
 }
 
 /// A device that runs the model forward over a batch.

@@ -11,7 +11,9 @@ use super::attention::{ChunkQueries, HeadLayout, attend};
 use super::kv_arena::KvArena;
 use super::matmul::{matmul, matmul_many};
 use super::ops::{add_bias, rms_norm, rope, rope_freqs, silu_mul};
-use crate::backend::executor::{BackendError, Executor, ForwardBatch, ModelShape};
+use crate::backend::executor::{
+    BackendError, Executor, ForwardBatch, ModelShape, check_paged_batch,
+};
 use crate::model::dense::DenseWeights;
 use crate::model::quant::dequantize_row;
 
@@ -47,40 +49,6 @@ impl CpuDenseExecutor {
             freqs,
         }
     }
-
-    fn check(&self, batch: &ForwardBatch) -> Result<(), BackendError> {
-        for (i, s) in batch.seqs.iter().enumerate() {
-            let end = s.start_pos + s.tokens.len();
-            let bad = |m: String| Err(BackendError::InvalidBatch(format!("sequence {i}: {m}")));
-            if s.tokens.is_empty() || s.logits_for > s.tokens.len() {
-                return bad("empty chunk or more logits than tokens".into());
-            }
-            if end > self.shape.context_length {
-                return bad(format!(
-                    "position {end} beyond the context {}",
-                    self.shape.context_length
-                ));
-            }
-            if s.block_table.len() * self.arena.block_size < end {
-                return bad("block table does not cover the chunk".into());
-            }
-            if let Some(b) = s
-                .block_table
-                .iter()
-                .find(|b| **b as usize >= self.arena.n_blocks)
-            {
-                return bad(format!("block {b} out of range"));
-            }
-            if let Some(t) = s
-                .tokens
-                .iter()
-                .find(|t| **t as usize >= self.shape.vocab_size)
-            {
-                return bad(format!("token {t} out of the vocabulary"));
-            }
-        }
-        Ok(())
-    }
 }
 
 impl Executor for CpuDenseExecutor {
@@ -93,7 +61,12 @@ impl Executor for CpuDenseExecutor {
     }
 
     fn forward(&mut self, batch: &ForwardBatch) -> Result<Vec<Vec<f32>>, BackendError> {
-        self.check(batch)?;
+        check_paged_batch(
+            batch,
+            &self.shape,
+            self.arena.n_blocks,
+            self.arena.block_size,
+        )?;
         let c = self.w.config.clone();
         let (d, qd, kvd, hd) = (c.d_model, c.q_dim(), c.kv_dim(), c.head_dim);
         let tokens: Vec<u32> = batch

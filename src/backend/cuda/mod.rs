@@ -7,9 +7,16 @@
 //! panics, not errs, on a missing library. The CPU backend is the reference
 //! every kernel is checked against (`tests/gpu_kernels.rs`).
 
+pub mod dense;
 pub mod device;
 pub mod error;
+pub mod executor;
 pub mod kernels;
+pub mod ops;
+#[cfg(test)]
+mod tests;
+pub mod weights;
 
 pub use device::{GpuInfo, probe};
 pub use error::CudaError;
+pub use executor::executor;
