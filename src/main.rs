@@ -1,4 +1,5 @@
-//! The `specbatch` command line: run, plan, finalize, validate, inspect, bench.
+//! The `specbatch` command line: run, plan, finalize, validate, inspect, bench,
+//! synth-model.
 //!
 //! Exit codes: 0 when a job (or shard) finished (row-level errors included);
 //! 2 for a bad spec, model, input schema or plan (not worth retrying); 1 for
@@ -13,6 +14,7 @@ use specbatch::bench::{cpu_executor, run_point};
 use specbatch::error::JobError;
 use specbatch::model::inspect::describe;
 use specbatch::model::load::load_model;
+use specbatch::model::synth::{self, SynthShape};
 use specbatch::pipeline::{self, RunOptions};
 
 #[derive(Parser)]
@@ -71,6 +73,22 @@ enum Command {
     },
     /// Describe a model: architecture, parameters, tensor formats, tokenizer, chat template.
     Inspect { model: String },
+    /// Write a random-weight GGUF model with a real model's tensor names,
+    /// shapes, formats and metadata (for machines the real files cannot reach).
+    SynthModel {
+        /// Which real model's shape to copy.
+        #[arg(long, value_enum)]
+        shape: SynthShape,
+        /// The GGUF file to write.
+        #[arg(long)]
+        out: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Write only the first L layers (every layer keeps its real shape)
+        /// [default: the real layer count].
+        #[arg(long)]
+        layers: Option<usize>,
+    },
     /// Measure generation throughput (the llama-batched-bench workload).
     Bench {
         /// GGUF file or HF-style directory.
@@ -138,6 +156,12 @@ fn main() -> ExitCode {
             gen_tokens,
             threads,
         } => return bench(&model, &concurrency, prompt_tokens, gen_tokens, threads),
+        Command::SynthModel {
+            shape,
+            out,
+            seed,
+            layers,
+        } => return synth_model(shape, &out, seed, layers),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -178,6 +202,27 @@ fn bench(
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn synth_model(shape: SynthShape, out: &str, seed: u64, layers: Option<usize>) -> ExitCode {
+    let start = std::time::Instant::now();
+    match synth::write_model(shape, seed, layers, std::path::Path::new(out)) {
+        Ok(s) => {
+            println!(
+                "wrote {out}: {} shape, {} layers, {} tensors, {} tensor bytes, seed {seed}, {:.1} s",
+                shape.name(),
+                s.layers,
+                s.tensors,
+                s.tensor_bytes,
+                start.elapsed().as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }

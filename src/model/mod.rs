@@ -10,4 +10,5 @@ pub mod inspect;
 pub mod load;
 pub mod quant;
 pub mod safetensors_dir;
+pub mod synth;
 pub mod tensor;

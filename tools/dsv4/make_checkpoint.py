@@ -28,12 +28,20 @@ Usage:
   python tools/dsv4/make_checkpoint.py --preset tiny --dspark --out tests/fixtures/dsv4/tiny-dspark
   python tools/dsv4/make_checkpoint.py --preset tok --out /tmp/dsv4-tok
   python tools/dsv4/make_checkpoint.py --preset scale --out /tmp/dsv4-scale
+  python tools/dsv4/make_checkpoint.py --preset medium --out /tmp/dsv4-medium
+
+--preset medium is the V4-Flash layer structure at a reduced, GPU-meaningful
+size (~2.6 GB, hidden 2048, the real vocabulary, every layer type) with a
+synthetic byte-level tokenizer.json, so it loads and runs jobs on a machine
+without the official tokenizer. --jobs N spreads tensor generation over N
+processes (default: every core); the bytes do not depend on N.
 """
 
 import argparse
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import struct
@@ -268,6 +276,33 @@ def preset_config(name):
             "index_head_dim": 16,
             "index_topk": 512,
         })
+    elif name == "medium":
+        # V4-Flash (deepseek-v4.md section 1) scaled down for GPU checks:
+        # real head_dim/rope/window/indexer/vocab and 8 heads per output
+        # group; hidden, heads, ranks, experts and layers reduced. Layers
+        # 0-2 are hash-routed (sliding, sliding, CSA) as in the real
+        # schedule [0, 0, 4, 128, 4, ...]; layers 3-5 are score-routed HCA,
+        # CSA, HCA; the last entry is the MTP slot (0).
+        c.update({
+            "hidden_size": 2048,
+            "num_hidden_layers": 6,
+            "num_attention_heads": 16,
+            "head_dim": 512,
+            "qk_rope_head_dim": 64,
+            "q_lora_rank": 512,
+            "o_groups": 2,
+            "o_lora_rank": 512,
+            "vocab_size": 129280,
+            "n_routed_experts": 64,
+            "num_experts_per_tok": 6,
+            "moe_intermediate_size": 1024,
+            "num_hash_layers": 3,
+            "compress_ratios": [0, 0, 4, 128, 4, 128, 0],
+            "sliding_window": 128,
+            "index_n_heads": 16,
+            "index_head_dim": 128,
+            "index_topk": 512,
+        })
     else:
         raise ValueError(name)
     assert len(c["compress_ratios"]) == c["num_hidden_layers"] + c["num_nextn_predict_layers"]
@@ -431,28 +466,41 @@ def draw(c, seed, name, shape, init):
     raise ValueError(kind)
 
 
-def build_tensors(c, seed, dspark):
-    """Returns list of (name, dtype_str, shape, raw_bytes)."""
-    out = []
-    for name, kind, shape, init in model_specs(c, dspark):
-        w = draw(c, seed, name, shape, init)
-        if kind == "fp8":
-            codes, scales = quant_fp8_block(w)
-            out.append((name, "F8_E4M3", list(codes.shape), codes.tobytes()))
-            out.append((name[: -len("weight")] + "scale", "F8_E8M0", list(scales.shape), scales.tobytes()))
-        elif kind == "fp4":
-            packed, scales = quant_fp4_rows(w)
-            out.append((name, "I8", list(packed.shape), packed.tobytes()))
-            out.append((name[: -len("weight")] + "scale", "F8_E8M0", list(scales.shape), scales.tobytes()))
-        elif kind == "bf16":
-            out.append((name, "BF16", list(shape), to_bf16_bits(w).astype("<u2").tobytes()))
-        elif kind == "f32":
-            out.append((name, "F32", list(shape), w.astype("<f4").tobytes()))
-        elif kind == "i64":
-            out.append((name, "I64", list(shape), w.astype("<i8").tobytes()))
-        else:
-            raise ValueError(kind)
-    return out
+def encode_tensor(c, seed, spec):
+    """One spec -> its stored tensors [(name, dtype_str, shape, raw_bytes)]."""
+    name, kind, shape, init = spec
+    w = draw(c, seed, name, shape, init)
+    if kind == "fp8":
+        codes, scales = quant_fp8_block(w)
+        return [(name, "F8_E4M3", list(codes.shape), codes.tobytes()),
+                (name[: -len("weight")] + "scale", "F8_E8M0", list(scales.shape), scales.tobytes())]
+    if kind == "fp4":
+        packed, scales = quant_fp4_rows(w)
+        return [(name, "I8", list(packed.shape), packed.tobytes()),
+                (name[: -len("weight")] + "scale", "F8_E8M0", list(scales.shape), scales.tobytes())]
+    if kind == "bf16":
+        return [(name, "BF16", list(shape), to_bf16_bits(w).astype("<u2").tobytes())]
+    if kind == "f32":
+        return [(name, "F32", list(shape), w.astype("<f4").tobytes())]
+    if kind == "i64":
+        return [(name, "I64", list(shape), w.astype("<i8").tobytes())]
+    raise ValueError(kind)
+
+
+def _encode_job(args):
+    return encode_tensor(*args)
+
+
+def build_tensors(c, seed, dspark, jobs=1):
+    """Returns list of (name, dtype_str, shape, raw_bytes), in spec order.
+    With jobs > 1 the specs are encoded by a process pool; every tensor has
+    its own generator, so the bytes are the same for any jobs."""
+    work = [(c, seed, spec) for spec in model_specs(c, dspark)]
+    if jobs <= 1:
+        parts = map(_encode_job, work)
+        return [t for part in parts for t in part]
+    with multiprocessing.get_context("fork").Pool(jobs) as pool:
+        return [t for part in pool.imap(_encode_job, work) for t in part]
 
 
 def write_safetensors(path, tensors):
@@ -471,9 +519,9 @@ def write_safetensors(path, tensors):
             f.write(raw)
 
 
-def write_checkpoint(c, out, seed, dspark):
+def write_checkpoint(c, out, seed, dspark, jobs=1):
     os.makedirs(out, exist_ok=True)
-    tensors = build_tensors(c, seed, dspark)
+    tensors = build_tensors(c, seed, dspark, jobs)
     # Shard 1: embed + first half of the main layers; shard 2: the rest (+ mtp).
     n = c["num_hidden_layers"]
     split_layer = (n + 1) // 2
@@ -521,23 +569,95 @@ def copy_tokenizer(out, src_dir):
     return h
 
 
+# DeepSeek-V4 token ids the engine's chat encoding and loader use
+# (deepseek-v4.md section 5): BOS, EOS, pad, the turn markers and the think
+# markers; a synthetic vocabulary keeps them at these ids.
+DSV4_MARKERS = {
+    0: ("<\uff5cbegin\u2581of\u2581sentence\uff5c>", True),
+    1: ("<\uff5cend\u2581of\u2581sentence\uff5c>", True),
+    2: ("<\uff5c\u2581pad\u2581\uff5c>", True),
+    128803: ("<\uff5cUser\uff5c>", False),
+    128804: ("<\uff5cAssistant\uff5c>", False),
+    128821: ("<think>", False),
+    128822: ("</think>", False),
+}
+
+
+def byte_level_chars():
+    """The 256 characters GPT-2's byte-level BPE writes for bytes 0..255:
+    printable Latin-1 bytes stand for themselves, the rest are shifted past
+    U+00FF in byte order."""
+    out, shifted = [], 0
+    for b in range(256):
+        if 0x21 <= b <= 0x7E or 0xA1 <= b <= 0xAC or b >= 0xAE:
+            out.append(chr(b))
+        else:
+            shifted += 1
+            out.append(chr(255 + shifted))
+    return out
+
+
+def write_synthetic_tokenizer(out, vocab_size):
+    """A byte-level BPE tokenizer.json with exactly vocab_size ids: the
+    DeepSeek-V4 markers at their real ids, the 256 byte characters, every
+    pair of a-z and the space character with its merge (about two bytes per
+    token on English), then filler ids only the model produces. Text of a
+    random model is gibberish; this only has to load and round-trip."""
+    vocab, merges = {}, []
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + ["\u0120"]
+    ordinary = byte_level_chars()
+    for a in letters:
+        for b in letters:
+            ordinary.append(a + b)
+            merges.append(f"{a} {b}")
+    ordinary = iter(ordinary)
+    for i in range(vocab_size):
+        text = DSV4_MARKERS[i][0] if i in DSV4_MARKERS else next(ordinary, f"synth{i}")
+        vocab[text] = i
+    added = [{"id": i, "content": text, "single_word": False, "lstrip": False, "rstrip": False,
+              "normalized": False, "special": special}
+             for i, (text, special) in sorted(DSV4_MARKERS.items())]
+    tok = {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": added,
+        "normalizer": None,
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                          "use_regex": True},
+        "post_processor": None,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                    "use_regex": True},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                  "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
+                  "vocab": vocab, "merges": merges},
+    }
+    with open(os.path.join(out, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(tok, f, ensure_ascii=False)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", choices=["tiny", "tok", "scale"], required=True)
+    ap.add_argument("--preset", choices=["tiny", "tok", "scale", "medium"], required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--dspark", action="store_true",
                     help="also write the 3-stage DSpark draft module (mtp.0..mtp.2) and its config keys")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tokenizer", default="models/deepseek-v4-tokenizer",
                     help="directory with the official tokenizer.json (preset tok)")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                    help="processes that generate tensors (default: every core; output does not depend on it)")
     args = ap.parse_args()
     c = preset_config(args.preset)
     if args.dspark:
         add_dspark_config(c)
-    total, count = write_checkpoint(c, args.out, args.seed, args.dspark)
+    total, count = write_checkpoint(c, args.out, args.seed, args.dspark, args.jobs)
     msg = f"wrote {args.out}: {count} tensors, {total} tensor bytes"
     if args.preset == "tok":
         msg += f", tokenizer.json sha256 {copy_tokenizer(args.out, args.tokenizer)}"
+    elif args.preset == "medium":
+        write_synthetic_tokenizer(args.out, c["vocab_size"])
+        msg += ", synthetic tokenizer.json"
     print(msg)
 
 

@@ -1,6 +1,7 @@
 //! Writes GGUF v3 files: used by tests to build valid and deliberately broken
 //! checkpoints, and by generators of random-weight models at real shapes.
 
+use std::io::Write;
 use std::path::Path;
 
 use super::ggml_type_id;
@@ -53,39 +54,53 @@ impl GgufWriter {
 
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        out.extend_from_slice(b"GGUF");
-        out.extend_from_slice(&self.version.to_le_bytes());
-        out.extend_from_slice(&(self.tensors.len() as u64).to_le_bytes());
-        out.extend_from_slice(&(self.metadata.len() as u64).to_le_bytes());
-        for (k, v) in &self.metadata {
-            put_str(&mut out, k);
-            out.extend_from_slice(&type_id(v).to_le_bytes());
-            put_value(&mut out, v);
-        }
-        let mut offset = 0usize;
-        let mut offsets = Vec::new();
-        for (name, dims, q, data) in &self.tensors {
-            put_str(&mut out, name);
-            out.extend_from_slice(&(dims.len() as u32).to_le_bytes());
-            for d in dims {
-                out.extend_from_slice(&d.to_le_bytes());
-            }
-            out.extend_from_slice(&ggml_type_id(*q).to_le_bytes());
-            out.extend_from_slice(&(offset as u64).to_le_bytes());
-            offsets.push(offset);
-            offset = (offset + data.len()).div_ceil(ALIGNMENT) * ALIGNMENT;
-        }
-        let data_start = out.len().div_ceil(ALIGNMENT) * ALIGNMENT;
-        out.resize(data_start, 0);
-        for ((_, _, _, data), off) in self.tensors.iter().zip(offsets) {
-            out.resize(data_start + off, 0);
-            out.extend_from_slice(data);
-        }
+        self.write_to(&mut out)
+            .expect("writing into a Vec cannot fail");
         out
     }
 
+    /// Writes the file through a buffer, without assembling it in memory
+    /// first (a generated model can be a gigabyte).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        std::fs::write(path, self.to_bytes())
+        let mut w = std::io::BufWriter::with_capacity(1 << 22, std::fs::File::create(path)?);
+        self.write_to(&mut w)?;
+        w.flush()
+    }
+
+    fn write_to(&self, w: &mut impl Write) -> std::io::Result<()> {
+        let mut head = Vec::new();
+        head.extend_from_slice(b"GGUF");
+        head.extend_from_slice(&self.version.to_le_bytes());
+        head.extend_from_slice(&(self.tensors.len() as u64).to_le_bytes());
+        head.extend_from_slice(&(self.metadata.len() as u64).to_le_bytes());
+        for (k, v) in &self.metadata {
+            put_str(&mut head, k);
+            head.extend_from_slice(&type_id(v).to_le_bytes());
+            put_value(&mut head, v);
+        }
+        let mut offset = 0usize;
+        for (name, dims, q, data) in &self.tensors {
+            put_str(&mut head, name);
+            head.extend_from_slice(&(dims.len() as u32).to_le_bytes());
+            for d in dims {
+                head.extend_from_slice(&d.to_le_bytes());
+            }
+            head.extend_from_slice(&ggml_type_id(*q).to_le_bytes());
+            head.extend_from_slice(&(offset as u64).to_le_bytes());
+            offset = (offset + data.len()).div_ceil(ALIGNMENT) * ALIGNMENT;
+        }
+        head.resize(head.len().div_ceil(ALIGNMENT) * ALIGNMENT, 0);
+        w.write_all(&head)?;
+        // Padding goes between tensors only: the file ends with the last
+        // tensor's data.
+        let mut written = 0usize;
+        for (_, _, _, data) in &self.tensors {
+            let pad = written.div_ceil(ALIGNMENT) * ALIGNMENT - written;
+            w.write_all(&[0u8; ALIGNMENT][..pad])?;
+            w.write_all(data)?;
+            written += pad + data.len();
+        }
+        Ok(())
     }
 }
 
