@@ -68,6 +68,16 @@ pub const KERNEL_FILES: &[KernelFile] = &[
         source: include_str!("../../../kernels/attention.cu"),
         entries: &["kv_store", "paged_attention"],
     },
+    KernelFile {
+        file: "dsv4_matmul.cu",
+        source: include_str!("../../../kernels/dsv4_matmul.cu"),
+        entries: &[
+            "dsv4_matmul_fp8",
+            "dsv4_matmul_fp4",
+            "dsv4_matmul_bf16",
+            "dsv4_matmul_f32",
+        ],
+    },
 ];
 
 impl KernelFile {

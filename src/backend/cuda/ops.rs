@@ -15,6 +15,7 @@ use cudarc::driver::{
 
 use super::error::CudaError;
 use super::kernels::{KERNEL_FILES, compile_module};
+use crate::model::dsv4::matrix::WeightFormat;
 use crate::model::quant::QType;
 
 /// Threads per block of the one-thread-per-element kernels.
@@ -23,6 +24,8 @@ const ELEMENTWISE_THREADS: u32 = 256;
 const MMV_WARPS: u32 = 4;
 /// Warps per block of `paged_attention`: one (token, head) per warp.
 const ATTENTION_WARPS: u32 = 4;
+/// Warps per block of `dsv4_matmul_*`: one weight row per warp.
+const DSV4_WARPS: u32 = 4;
 /// Largest head the attention kernel holds in registers (`MAX_HEAD_DIM`).
 pub const MAX_HEAD_DIM: usize = 256;
 
@@ -112,6 +115,7 @@ impl Ops {
     }
 
     /// `y[m][n] = Σ_k w[n][k] · x[m][k]` for a `n_rows × k` weight stored as `q`.
+    #[allow(clippy::too_many_arguments)]
     pub fn matmul(
         &self,
         q: QType,
@@ -134,6 +138,40 @@ impl Ops {
         // SAFETY: argument types and order match `mmv` in quant.cu; the
         // caller sized x (m × k), y (m × n_rows) and w (n_rows rows of q).
         launched(unsafe { b.launch(cfg) }.map(|_| ()), &name)
+    }
+
+    /// DeepSeek-V4's `y[i][r] = Σ_c w[r][c] · x[i][c]` for a `rows × cols`
+    /// matrix in `format` (`scales` for FP8 and FP4; any buffer otherwise),
+    /// in the CPU's exact summation order.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dsv4_matmul(
+        &self,
+        format: &WeightFormat,
+        w: &CudaSlice<u8>,
+        scales: &CudaSlice<u8>,
+        rows: usize,
+        cols: usize,
+        x: &CudaView<f32>,
+        m: usize,
+        y: &mut CudaViewMut<f32>,
+    ) -> Result<(), CudaError> {
+        let name = match format {
+            WeightFormat::Fp8 { .. } => "dsv4_matmul_fp8",
+            WeightFormat::Fp4 { .. } => "dsv4_matmul_fp4",
+            WeightFormat::Bf16 => "dsv4_matmul_bf16",
+            WeightFormat::F32 => "dsv4_matmul_f32",
+        };
+        let cfg = LaunchConfig {
+            grid_dim: ((rows as u32).div_ceil(DSV4_WARPS), 1, 1),
+            block_dim: (DSV4_WARPS * 32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (r, c, m) = (rows as i32, cols as i32, m as i32);
+        let mut b = self.stream.launch_builder(self.func(name));
+        b.arg(w).arg(scales).arg(&r).arg(&c).arg(x).arg(&m).arg(y);
+        // SAFETY: matches dsv4_matmul.cu; w and scales hold what a checked
+        // `Matrix` of this shape stores.
+        launched(unsafe { b.launch(cfg) }.map(|_| ()), name)
     }
 
     /// `out[t] = w[ids[t]]` decoded to f32 (`k` values per row).

@@ -21,8 +21,10 @@ use crate::backend::cuda::dense::CudaDenseExecutor;
 use crate::backend::executor::{Executor, ForwardBatch, SeqChunk};
 use crate::model::config::{Arch, DenseConfig, RopeStyle};
 use crate::model::dense::{DenseWeights, LayerWeights};
+use crate::model::dsv4::matrix::{Bytes, Matrix, WeightFormat};
 use crate::model::quant::testutil::{Rng, random_tensor, random_x};
 use crate::model::quant::{QType, dequantize_row};
+use crate::model::tensor::Storage;
 
 fn ops() -> Ops {
     Ops::load(&open(0).expect("cuda:0")).expect("kernels load")
@@ -433,4 +435,103 @@ fn argmax(v: &[f32]) -> usize {
             |b, (i, &x)| if x > b.1 { (i, x) } else { b },
         )
         .0
+}
+
+/// Random bytes as a matrix part.
+fn owned(v: Vec<u8>) -> Bytes {
+    let len = v.len();
+    Bytes::new(Storage::Owned(Arc::new(v)), 0, len).expect("in bounds")
+}
+
+#[test]
+#[ignore = "needs a GPU: tests/gpu/check.sh runs it"]
+fn dsv4_matmul_is_bit_identical_to_the_cpu_in_every_format() {
+    let ops = ops();
+    let s = ops.stream.clone();
+    let mut rng = Rng::new(19);
+    // Partial FP8 scale blocks, a short last K-block, several weight rows
+    // per block of warps.
+    for (kind, rows, cols) in [
+        ("fp8", 200usize, 300usize),
+        ("fp4", 37, 352),
+        ("bf16", 9, 130),
+        ("f32", 5, 64),
+    ] {
+        let count = rows * cols;
+        // No NaN codes (FP8 0x7F/0xFF) or scales (255); scales near 2^0.
+        let (data, scales): (Vec<u8>, Vec<u8>) = match kind {
+            "fp8" => (
+                (0..count)
+                    .map(|_| (rng.next_u64() % 0x7F) as u8 | (rng.next_u64() as u8 & 0x80))
+                    .collect(),
+                (0..rows.div_ceil(128) * cols.div_ceil(128))
+                    .map(|_| 120 + (rng.next_u64() % 12) as u8)
+                    .collect(),
+            ),
+            "fp4" => (
+                rng.bytes(count / 2),
+                (0..count / 32)
+                    .map(|_| 120 + (rng.next_u64() % 12) as u8)
+                    .collect(),
+            ),
+            "bf16" => (
+                random_x(count, &mut rng)
+                    .iter()
+                    .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+                    .collect(),
+                Vec::new(),
+            ),
+            _ => (
+                random_x(count, &mut rng)
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+                Vec::new(),
+            ),
+        };
+        let format = match kind {
+            "fp8" => WeightFormat::Fp8 {
+                scales: owned(scales.clone()),
+            },
+            "fp4" => WeightFormat::Fp4 {
+                scales: owned(scales.clone()),
+            },
+            "bf16" => WeightFormat::Bf16,
+            _ => WeightFormat::F32,
+        };
+        let m = Matrix::new("test", rows, cols, format, owned(data)).expect("valid");
+        let (data, scales) = m.stored();
+        let dw = up(&s, data);
+        let ds = up(&s, scales.unwrap_or(&[0]));
+        for n in [1, 6] {
+            let x = random_x(n * cols, &mut rng);
+            let mut want = vec![0.0f32; n * rows];
+            m.matmul(&x, n, &mut want);
+            let mut got = s.alloc_zeros::<f32>(n * rows).unwrap();
+            ops.dsv4_matmul(
+                &m.format,
+                &dw,
+                &ds,
+                rows,
+                cols,
+                &up(&s, &x).slice(..),
+                n,
+                &mut got.slice_mut(..),
+            )
+            .unwrap();
+            let got = down(&s, &got);
+            let same = got
+                .iter()
+                .zip(&want)
+                .filter(|(a, b)| a.to_bits() == b.to_bits())
+                .count();
+            assert_eq!(
+                same,
+                want.len(),
+                "dsv4_matmul {kind} n={n}: {same} of {} bit-identical",
+                want.len()
+            );
+            eprintln!("dsv4_matmul {kind} {rows}x{cols} n={n}: all {same} outputs bit-identical");
+        }
+    }
 }

@@ -228,13 +228,20 @@ impl Matrix {
         }
     }
 
+    /// The stored weight bytes and, for FP8 and FP4, the scale bytes (what a
+    /// device backend copies to decode the matrix itself).
+    pub fn stored(&self) -> (&[u8], Option<&[u8]>) {
+        let scales = match &self.format {
+            WeightFormat::Fp8 { scales } | WeightFormat::Fp4 { scales } => Some(scales.as_slice()),
+            WeightFormat::Bf16 | WeightFormat::F32 => None,
+        };
+        (self.data.as_slice(), scales)
+    }
+
     /// Stored bytes this matrix refers to: data plus scales.
     pub fn bytes_resident(&self) -> usize {
-        let scales = match &self.format {
-            WeightFormat::Fp8 { scales } | WeightFormat::Fp4 { scales } => scales.as_slice().len(),
-            WeightFormat::Bf16 | WeightFormat::F32 => 0,
-        };
-        self.data.as_slice().len() + scales
+        let (data, scales) = self.stored();
+        data.len() + scales.map_or(0, <[u8]>::len)
     }
 
     /// Rows `r0..r0 + out.len()/n` of the product, as `out[(r - r0)*n + i]`.
