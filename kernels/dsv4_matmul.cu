@@ -92,19 +92,13 @@ __device__ void dsv4_matmul(const u8* __restrict__ w, const u8* __restrict__ sc,
     }
 }
 
-extern "C" __global__ void dsv4_matmul_fp8(const u8* w, const u8* sc, int rows, int cols,
-                                           const float* x, int m, float* y) {
-    dsv4_matmul<Fp8W>(w, sc, rows, cols, x, m, y);
-}
-extern "C" __global__ void dsv4_matmul_fp4(const u8* w, const u8* sc, int rows, int cols,
-                                           const float* x, int m, float* y) {
-    dsv4_matmul<Fp4W>(w, sc, rows, cols, x, m, y);
-}
-extern "C" __global__ void dsv4_matmul_bf16(const u8* w, const u8* sc, int rows, int cols,
-                                            const float* x, int m, float* y) {
-    dsv4_matmul<Bf16W>(w, sc, rows, cols, x, m, y);
-}
-extern "C" __global__ void dsv4_matmul_f32(const u8* w, const u8* sc, int rows, int cols,
-                                           const float* x, int m, float* y) {
-    dsv4_matmul<F32W>(w, sc, rows, cols, x, m, y);
-}
+#define DSV4_MATMUL(NAME, FMT)                                                             \
+    extern "C" __global__ void dsv4_matmul_##NAME(const u8* w, const u8* sc, int rows,      \
+                                                  int cols, const float* x, int m, float* y) { \
+        dsv4_matmul<FMT>(w, sc, rows, cols, x, m, y);                                      \
+    }
+
+DSV4_MATMUL(fp8, Fp8W)
+DSV4_MATMUL(fp4, Fp4W)
+DSV4_MATMUL(bf16, Bf16W)
+DSV4_MATMUL(f32, F32W)
