@@ -9,6 +9,8 @@
 
 pub mod device;
 pub mod error;
+pub mod executor;
 
 pub use device::{GpuInfo, probe};
 pub use error::CudaError;
+pub use executor::executor;
