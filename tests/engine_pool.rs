@@ -58,4 +58,11 @@ fn two_cpu_engines_answer_exactly_like_one() {
     for (a, b) in reference.iter().zip(&pooled) {
         assert_eq!(a, b, "the same answer from either engine");
     }
+    // Both engines worked, and together they were handed each row that
+    // reached an engine once (rows that fail before the engine never do).
+    assert_eq!(one.engines.len(), 1, "{one}");
+    assert_eq!(two.engines.len(), 2, "{two}");
+    assert!(two.engines.iter().all(|(_, rows)| *rows > 0), "{two}");
+    let handed: u64 = two.engines.iter().map(|(_, rows)| rows).sum();
+    assert_eq!(handed, one.engines[0].1, "{two}");
 }

@@ -326,24 +326,6 @@ fn run_order(shard: &ShardPlan, mode: ReuseMode) -> HashMap<(u32, u64), (usize, 
         .collect()
 }
 
-/// The shard's requests, in run order, as pool units: each prefix group's
-/// rows (consecutive in run order) together, every ungrouped row alone.
-fn units(requests: impl Iterator<Item = Request>) -> Vec<Unit<Request>> {
-    let mut units: Vec<Unit<Request>> = Vec::new();
-    for req in requests {
-        let group = req.group.map(|g| g.id);
-        match units.last_mut() {
-            Some(unit)
-                if group.is_some() && unit.first().and_then(|r| r.group).map(|g| g.id) == group =>
-            {
-                unit.push(req)
-            }
-            _ => units.push(vec![req]),
-        }
-    }
-    units
-}
-
 /// `specbatch run`: runs (or resumes) one shard of a job to completion.
 pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobError> {
     let started = Instant::now();
@@ -458,7 +440,8 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
                     }
                 }
             }
-            for unit in units(slots.into_iter().flatten()) {
+            let requests = slots.into_iter().flatten();
+            for unit in pool::units(requests, |r| r.group.map(|g| g.id)) {
                 if !producer.push(unit) {
                     break;
                 }
@@ -505,10 +488,18 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
         }
         .into());
     }
-    let speculation = per_engine.into_iter().flatten().reduce(|mut sum, stats| {
-        sum.add(&stats);
-        sum
-    });
+    let engines = devices
+        .iter()
+        .zip(&per_engine)
+        .map(|(device, (_, rows))| (device.to_string(), *rows))
+        .collect();
+    let speculation = per_engine
+        .into_iter()
+        .filter_map(|(stats, _)| stats)
+        .reduce(|mut sum, stats| {
+            sum.add(&stats);
+            sum
+        });
     write_done(
         &root,
         &ShardDone::from_summary(shard, &written, started.elapsed(), speculation.clone()),
@@ -534,5 +525,6 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
         error_kinds,
         samples,
         speculation,
+        engines,
     })
 }

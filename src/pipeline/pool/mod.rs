@@ -31,11 +31,32 @@ use steal::{Local, Producer, UnitQueue};
 /// Items that must run on one engine, in this order.
 pub(crate) type Unit<T> = Vec<T>;
 
+/// Items in run order as units: each run of consecutive items of one group
+/// together, every item without a group alone. The planner's run order
+/// keeps a group's rows consecutive, so a group becomes one unit.
+pub(crate) fn units<T>(
+    items: impl IntoIterator<Item = T>,
+    group: impl Fn(&T) -> Option<u32>,
+) -> Vec<Unit<T>> {
+    let mut units: Vec<Unit<T>> = Vec::new();
+    let mut open: Option<u32> = None;
+    for item in items {
+        let g = group(&item);
+        match units.last_mut() {
+            Some(unit) if g.is_some() && g == open => unit.push(item),
+            _ => units.push(vec![item]),
+        }
+        open = g;
+    }
+    units
+}
+
 /// The running engines and their feeders.
 pub(crate) struct Pool<'scope, 'env, T, R> {
     queue: &'env UnitQueue<Unit<T>>,
     engines: Vec<ScopedJoinHandle<'scope, Result<R, JobError>>>,
-    feeders: Vec<ScopedJoinHandle<'scope, ()>>,
+    /// Each returns how many items it forwarded.
+    feeders: Vec<ScopedJoinHandle<'scope, u64>>,
 }
 
 /// How each engine is made and run; both run on the engine's own thread.
@@ -110,17 +131,21 @@ where
     })
 }
 
-/// Forwards `local`'s units into its engine's channel until the input ends.
-fn feed<T>(queue: &UnitQueue<Unit<T>>, local: &Local<Unit<T>>, engine: &Sender<T>) {
+/// Forwards `local`'s units into its engine's channel until the input
+/// ends; returns how many items it forwarded.
+fn feed<T>(queue: &UnitQueue<Unit<T>>, local: &Local<Unit<T>>, engine: &Sender<T>) -> u64 {
+    let mut sent = 0;
     while let Some(unit) = queue.next(local) {
         for item in unit {
             if engine.send(item).is_err() {
                 // The engine stopped: it reports why; stop the others.
                 queue.abort();
-                return;
+                return sent;
             }
+            sent += 1;
         }
     }
+    sent
 }
 
 impl<'env, T, R> Pool<'_, 'env, T, R> {
@@ -130,19 +155,20 @@ impl<'env, T, R> Pool<'_, 'env, T, R> {
         self.queue.producer()
     }
 
-    /// Waits for every engine; each one's result, in device order, or the
-    /// first failure.
-    pub(crate) fn join(self) -> Result<Vec<R>, JobError> {
-        let fed = self.feeders.into_iter().all(|f| f.join().is_ok());
+    /// Waits for every engine; each one's result and the items it was
+    /// handed, in device order, or the first failure.
+    pub(crate) fn join(self) -> Result<Vec<(R, u64)>, JobError> {
+        let fed: Vec<Option<u64>> = self.feeders.into_iter().map(|f| f.join().ok()).collect();
         let results: Vec<Result<R, JobError>> = self
             .engines
             .into_iter()
             .map(|e| e.join().unwrap_or(Err(JobError::Stage("engine"))))
             .collect();
         let results: Vec<R> = results.into_iter().collect::<Result<_, _>>()?;
-        if !fed {
-            return Err(JobError::Stage("feeder"));
-        }
-        Ok(results)
+        let fed: Vec<u64> = fed
+            .into_iter()
+            .collect::<Option<_>>()
+            .ok_or(JobError::Stage("feeder"))?;
+        Ok(results.into_iter().zip(fed).collect())
     }
 }

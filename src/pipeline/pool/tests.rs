@@ -10,7 +10,7 @@ use std::time::Duration;
 use crossbeam::channel::{Receiver, Sender, bounded, unbounded};
 
 use super::steal::UnitQueue;
-use super::{EngineFns, Unit, start};
+use super::{EngineFns, Unit, start, units as group_units};
 use crate::backend::device::Device;
 use crate::engine::runner::EngineError;
 use crate::error::JobError;
@@ -44,6 +44,7 @@ fn run_pool(
     delay: impl Fn(usize) -> Duration + Sync,
 ) -> Vec<(usize, Item)> {
     let (queue, locals) = UnitQueue::new(engines);
+    let total: usize = work.iter().map(Vec::len).sum();
     let (out_tx, out_rx) = unbounded::<(usize, Item)>();
     let build = |d: &Device| -> Result<usize, JobError> { Ok(index(d)) };
     let run = |e: usize, rx: &Receiver<Item>, out: &Sender<(usize, Item)>| {
@@ -64,9 +65,33 @@ fn run_pool(
             assert!(producer.push(u));
         }
         drop(producer);
-        pool.join().unwrap();
+        let handed: u64 = pool.join().unwrap().iter().map(|(_, n)| n).sum();
+        assert_eq!(
+            handed as usize, total,
+            "every item handed to an engine once"
+        );
     });
     out_rx.into_iter().collect()
+}
+
+#[test]
+fn consecutive_rows_of_a_group_make_one_unit_and_ungrouped_rows_their_own() {
+    let rows = [
+        (0, Some(7)),
+        (1, Some(7)),
+        (2, None),
+        (3, None),
+        (4, Some(2)),
+        (5, Some(2)),
+        (6, Some(2)),
+        (7, Some(7)),
+    ];
+    let got: Vec<Vec<i32>> = group_units(rows, |r| r.1)
+        .into_iter()
+        .map(|u| u.into_iter().map(|r| r.0).collect())
+        .collect();
+    assert_eq!(got, [vec![0, 1], vec![2], vec![3], vec![4, 5, 6], vec![7]]);
+    assert!(group_units(Vec::<(i32, Option<u32>)>::new(), |r| r.1).is_empty());
 }
 
 #[test]
