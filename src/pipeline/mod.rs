@@ -414,8 +414,8 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
         let encoder = &encoder;
         let order = &order;
         // Reads and tokenizes the shard's rows, then hands them to the
-        // engines in run order, a prefix group at a time; rows that fail
-        // early go straight out.
+        // engines in run order, a shared-prefix group at a time; rows that
+        // fail early go straight out.
         let prepare = s.spawn(move || -> Result<(), IoError> {
             let mut slots: Vec<Option<Request>> = Vec::new();
             slots.resize_with(order.len(), || None);
@@ -441,7 +441,11 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
                 }
             }
             let requests = slots.into_iter().flatten();
-            for unit in pool::units(requests, |r| r.group.map(|g| g.id)) {
+            // A group that shares no full block is the planner packing
+            // unrelated rows: split, its rows lose nothing and the engines
+            // can share them out.
+            let shared = |r: &Request| r.group.filter(|g| g.prefix_blocks > 0).map(|g| g.id);
+            for unit in pool::units(requests, shared) {
                 if !producer.push(unit) {
                     break;
                 }

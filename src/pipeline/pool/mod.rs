@@ -4,10 +4,10 @@
 //! a feeder thread per engine takes units from the shared
 //! [`UnitQueue`](steal::UnitQueue) (own deque, then the injector, then
 //! other engines' deques) and forwards the unit's items, in order, into its
-//! engine's channel. A unit is a whole prefix group (or one ungrouped row),
-//! so a group's rows all run on one engine, back to back, and its shared
-//! prompt KV is computed once. Every engine writes to the one output
-//! channel.
+//! engine's channel. A unit is a whole prefix group (or one row that shares
+//! no prefix block with a group), so a group's rows all run on one engine,
+//! back to back, and its shared prompt KV is computed once. Every engine
+//! writes to the one output channel.
 //!
 //! Invariants: every engine is built (on its own thread, since a backend
 //! need not be `Send`) before any unit is handed out, one after another so
