@@ -83,7 +83,7 @@ impl<'a> Backends<'a> {
                 ) {
                     return Err(self.one_engine_only().into());
                 }
-                let mut exec = {
+                let mut exec: Box<dyn Executor> = {
                     let mut held = lock(&self.weights);
                     let weights = match held.take() {
                         Some(w) => w,
