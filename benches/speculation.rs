@@ -27,6 +27,7 @@ use std::time::Instant;
 use arrow_array::{Array, StringArray};
 use crossbeam::channel::bounded;
 use specbatch::backend::cpu::dense::CpuDenseExecutor;
+use specbatch::backend::device::Device;
 use specbatch::engine::draft_model::{DraftCosts, DraftModel};
 use specbatch::engine::drafter::{Drafter, NgramDrafters};
 use specbatch::engine::runner::{Engine, EngineConfig, EngineCounters, Request};
@@ -127,7 +128,7 @@ fn target_sps(model: &str, sha: &str, concurrency: usize) -> SpsTable {
     let m = load_model(model).expect("model loads");
     let mut exec = CpuDenseExecutor::new(m.weights.into_dense().expect("dense"), KV_BYTES, BLOCK);
     let max_tokens = sps_profile::probe_limit(MAX_BATCH_TOKENS, concurrency, GAMMA);
-    sps_profile::for_model(&mut exec, BLOCK, max_tokens, sha).expect("step rate")
+    sps_profile::for_model(&mut exec, &Device::Cpu, BLOCK, max_tokens, sha).expect("step rate")
 }
 
 fn drafter(
@@ -142,8 +143,9 @@ fn drafter(
             let m = load_model(path).expect("draft model loads");
             let mut exec =
                 CpuDenseExecutor::new(m.weights.into_dense().expect("dense"), KV_BYTES, BLOCK);
-            let draft_sps = sps_profile::for_model(&mut exec, BLOCK, concurrency, sha)
-                .expect("draft step rate");
+            let draft_sps =
+                sps_profile::for_model(&mut exec, &Device::Cpu, BLOCK, concurrency, sha)
+                    .expect("draft step rate");
             let costs = DraftCosts {
                 target: sps.clone(),
                 draft: draft_sps,

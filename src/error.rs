@@ -1,10 +1,12 @@
 //! Job-level errors and their exit codes.
 //!
 //! Exit code 2 means "fix the job, do not retry": a bad spec, model or input
-//! schema, or an output directory that belongs to another job. Exit code 1
+//! schema, devices this machine does not have, or an output directory that
+//! belongs to another job. Exit code 1
 //! means a retry may succeed (filesystem trouble, a crash of a stage); the
 //! commit protocol makes retries safe.
 
+use crate::backend::resolve::DeviceError;
 use crate::engine::runner::EngineError;
 use crate::io::IoError;
 use crate::job::SpecError;
@@ -36,6 +38,9 @@ pub enum JobError {
     ShardsPending(Vec<u32>),
     #[error(transparent)]
     Calibrate(#[from] CalibrateError),
+    /// The job's devices: named but missing, or unable to run it.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
 }
 
 impl JobError {
@@ -44,6 +49,8 @@ impl JobError {
             JobError::Spec(_) | JobError::Model(_) => EXIT_NOT_RETRIABLE,
             JobError::Calibrate(CalibrateError::Save(_)) => EXIT_RETRIABLE,
             JobError::Calibrate(_) => EXIT_NOT_RETRIABLE,
+            JobError::Device(e) if e.is_retriable() => EXIT_RETRIABLE,
+            JobError::Device(_) => EXIT_NOT_RETRIABLE,
             JobError::Io(e) if !e.is_retriable() => EXIT_NOT_RETRIABLE,
             JobError::Plan(PlanError::Io(e)) if e.is_retriable() => EXIT_RETRIABLE,
             JobError::Plan(_) => EXIT_NOT_RETRIABLE,

@@ -2,8 +2,8 @@
 //! synth-model.
 //!
 //! Exit codes: 0 when a job (or shard) finished (row-level errors included);
-//! 2 for a bad spec, model, input schema or plan (not worth retrying); 1 for
-//! anything else (worth retrying).
+//! 2 for a bad spec, model, input schema, missing devices or plan (not
+//! worth retrying); 1 for anything else (worth retrying).
 
 use std::process::ExitCode;
 

@@ -243,3 +243,62 @@ fn an_output_directory_of_another_job_is_refused_unless_overwritten() {
     ));
     assert_eq!(n[0][0].as_i64(), Some(1));
 }
+
+/// Devices the spec names but this machine lacks stop `run` and `validate`
+/// before any work, naming the cause; the job never runs on the CPU instead.
+/// Run on a machine without the CUDA driver library (as CI is).
+#[test]
+fn devices_that_do_not_exist_exit_2_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let out = d.join("out");
+    let model = common::model_path(common::SMOLLM2);
+    let input = quickstart_input();
+    // The spec with `extra`, through each of `commands`.
+    let through = |extra: &str, commands: &[&str]| {
+        let s = spec(d, &model, &input, &out, extra);
+        let s = s.to_str().unwrap().to_string();
+        commands
+            .iter()
+            .map(|c| specbatch(&[c, &s]))
+            .collect::<Vec<_>>()
+    };
+
+    let validate = &through("devices: [cpu]\n", &["validate"])[0];
+    assert_eq!(validate.code, Some(0), "{}", validate.stderr);
+    assert!(
+        validate.stdout.contains("devices ok: cpu\n"),
+        "{}",
+        validate.stdout
+    );
+
+    if specbatch::backend::cuda::device::driver_present() {
+        eprintln!("skipping the no-driver cases: this machine has a CUDA driver");
+    } else {
+        for devices in ["[cuda:0]", "[cuda:0, cuda:1]", "cuda:all"] {
+            let extra = format!("devices: {devices}\n");
+            for r in &through(&extra, &["validate", "run"]) {
+                assert_exit_2(r, &["devices: no CUDA driver", "libcuda"]);
+                assert!(!r.stdout.contains("spec ok"), "{}", r.stdout);
+            }
+            assert!(!out.exists(), "{devices}: nothing written before the check");
+            // Planning runs no model, so it does not need the GPUs.
+            let plan = &through(&extra, &["plan"])[0];
+            assert_eq!(plan.code, Some(0), "{devices}: {}", plan.stderr);
+            std::fs::remove_dir_all(&out).unwrap();
+        }
+    }
+
+    for (devices, needles) in [
+        ("[]", &["devices:", "at least one device"][..]),
+        ("[gpu0]", &["devices[0]", "unknown device `gpu0`"]),
+        ("[cuda:0, cuda:0]", &["devices[1]", "listed twice"]),
+        ("[cpu, cpu]", &["devices[1]", "listed twice"]),
+        ("[cpu, cuda:0]", &["devices:", "must not mix"]),
+    ] {
+        for r in &through(&format!("devices: {devices}\n"), &["validate", "run"]) {
+            assert_exit_2(r, needles);
+        }
+        assert!(!out.exists(), "{devices}: nothing written");
+    }
+}

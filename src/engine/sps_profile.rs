@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use crate::backend::device::Device;
 use crate::backend::executor::{BackendError, Executor, ForwardBatch, SeqChunk};
 use crate::kv::blocks_for;
 use crate::spec::{SpsError, SpsTable};
@@ -52,16 +53,18 @@ pub fn probe_limit(max_batch_tokens: usize, max_running: usize, max_draft: usize
 /// The table for this model on this machine, from the cache in
 /// `$XDG_CACHE_HOME/specbatch` (else `~/.cache/specbatch`, else the temp
 /// dir), or measured and stored there. The key names everything the rates
-/// depend on: build, model, CPU, threads, block size, probe and range.
+/// depend on: build, model, the device `exec` runs on (a GPU engine's rates
+/// are not the CPU's), CPU, threads, block size, probe and range.
 pub fn for_model<E: Executor + ?Sized>(
     exec: &mut E,
+    device: &Device,
     block_size: usize,
     max_tokens: usize,
     model_sha256: &str,
 ) -> Result<SpsTable, ProfileError> {
     let position = probe_position(exec, block_size);
     let key = format!(
-        "specbatch {} | model sha256 {model_sha256} | cpu {} | threads {} | block {block_size} | probe position {position} | up to {max_tokens} tokens",
+        "specbatch {} | model sha256 {model_sha256} | device {device} | cpu {} | threads {} | block {block_size} | probe position {position} | up to {max_tokens} tokens",
         env!("CARGO_PKG_VERSION"),
         cpu_name(),
         rayon::current_num_threads(),

@@ -69,6 +69,8 @@ pub(crate) fn expected(path: &str) -> Option<&'static str> {
         "speculation.calibration" => "a path to a calibration file (a string)",
         "output.compression" => "one of zstd, snappy, none",
         "output.overwrite" => "true or false",
+        "devices" => "a list of devices (`[cpu]`, `[cuda:0, cuda:1]`) or `cuda:all`",
+        "devices[]" => "`cpu` or `cuda:N` (a string)",
         _ => return None,
     })
 }

@@ -2,9 +2,10 @@
 //!
 //! It covers `inputs`, `model` and `generation`, the parts that decide which
 //! rows exist and what text each gets. `engine` (threads, batch limits, KV
-//! budget) and `output` (where and how parts are written) are left out: the
-//! engine is batch-invariant, so they change speed and layout, never a row's
-//! result, and a job must resume after e.g. a change of thread count.
+//! budget), `devices` (where the engines run) and `output` (where and how
+//! parts are written) are left out: the engine is batch-invariant, so they
+//! change speed and layout, never a row's result, and a job must resume
+//! after e.g. a change of thread count or of GPUs.
 //! `model_sha256` is left out too: it only guards, a mismatch fails the job.
 //! So is `speculation`: verification is lossless, so each row's answer is
 //! drawn from the same distribution with or without it, and turning it on

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::device::DeviceSpec;
 use crate::text::ReasoningMode;
 
 /// A whole job.
@@ -26,6 +27,11 @@ pub struct JobSpec {
     pub generation: GenerationSpec,
     #[serde(default)]
     pub engine: EngineSpec,
+    /// Where the engines run: `[cpu]`, `[cuda:0, cuda:1, ...]` or
+    /// `cuda:all`; one engine per device. Like `engine`, it changes speed,
+    /// not results.
+    #[serde(default)]
+    pub devices: DeviceSpec,
     /// Speculative decoding; off unless a method is named.
     #[serde(default)]
     pub speculation: SpeculationSpec,

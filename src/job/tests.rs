@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use super::locate::SourceMap;
 use super::spec::{Compression, DEFAULT_MODEL, JobSpec, PromptFormat, SpecMethod, SpeculationSpec};
 use super::{Diagnostic, SpecError, expected::expected};
+use crate::backend::device::{Device, DeviceSpec};
 
 const MINIMAL: &str = "\
 inputs:
@@ -141,6 +142,7 @@ fn the_documented_full_example_loads_and_every_key_has_a_description() {
         "model_sha256",
         "generation",
         "engine",
+        "devices",
         "speculation",
         "output",
     ] {
@@ -538,6 +540,94 @@ fn speculation_rules_are_enforced_and_located() {
 }
 
 #[test]
+fn devices_parse_as_a_list_or_cuda_all() {
+    assert_eq!(
+        parse(MINIMAL).unwrap().devices,
+        DeviceSpec::List(vec![Device::Cpu])
+    );
+    let cases = [
+        ("devices: [cpu]\n", DeviceSpec::List(vec![Device::Cpu])),
+        (
+            "devices: [cuda:1, cuda:0]\n",
+            DeviceSpec::List(vec![Device::Cuda(1), Device::Cuda(0)]),
+        ),
+        (
+            "devices:\n  - cuda:3\n",
+            DeviceSpec::List(vec![Device::Cuda(3)]),
+        ),
+        ("devices: cuda:all\n", DeviceSpec::AllCuda),
+        ("devices: \"cuda:all\"\n", DeviceSpec::AllCuda),
+        // The drafter is per engine, so n-gram speculation runs on GPUs.
+        (
+            "devices: cuda:all\nspeculation:\n  method: ngram\n",
+            DeviceSpec::AllCuda,
+        ),
+    ];
+    for (extra, want) in cases {
+        assert_eq!(parse(&with(extra)).unwrap().devices, want, "{extra}");
+    }
+}
+
+#[test]
+fn device_rules_are_enforced_and_located() {
+    assert_error(&with("devices: []\n"), "devices", 6, "at least one device");
+    assert_error(
+        &with("devices: [cuda:0, gpu0]\n"),
+        "devices[1]",
+        6,
+        "unknown device `gpu0`; expected `cpu` or `cuda:N`",
+    );
+    assert_error(
+        &with("devices:\n  - cuda:0\n  - CUDA:1\n"),
+        "devices[1]",
+        8,
+        "unknown device `CUDA:1`",
+    );
+    assert_error(
+        &with("devices: [cuda:0, cuda:1, cuda:0]\n"),
+        "devices[2]",
+        6,
+        "`cuda:0` is listed twice (also at devices[0])",
+    );
+    assert_error(
+        &with("devices:\n  - cpu\n  - cpu\n"),
+        "devices[1]",
+        8,
+        "one CPU engine already uses every core",
+    );
+    assert_error(
+        &with("devices: [cpu, cuda:0]\n"),
+        "devices",
+        6,
+        "must not mix `cpu` with `cuda:N`",
+    );
+    assert_error(
+        &with("devices: cuda:0\n"),
+        "devices",
+        6,
+        "expected a list: write `devices: [cuda:0]`",
+    );
+    assert_error(&with("devices: gpu\n"), "devices", 6, "got `gpu`");
+    assert_error(
+        &with("devices: [cuda:all]\n"),
+        "devices[0]",
+        6,
+        "devices: cuda:all",
+    );
+    assert_error(&with("devices: {cuda: 0}\n"), "devices", 6, "devices");
+    for method in ["draft_model\n  draft_model: d.gguf", "dspark"] {
+        assert_error(
+            &with(&format!(
+                "devices: [cuda:0]\nspeculation:\n  method: {method}\n"
+            )),
+            "speculation.method",
+            8,
+            "runs only with `devices: [cpu]`",
+        );
+    }
+}
+
+#[test]
 fn every_violation_is_reported_in_document_order() {
     let yaml = "\
 inputs:
@@ -643,6 +733,10 @@ fn the_hash_ignores_layout_comments_key_order_and_explicit_defaults() {
         &with(&format!("model_sha256: {}\n", "ab".repeat(32))),
         // Speculation is lossless: it changes speed, not what rows are drawn from.
         &with("speculation:\n  method: ngram\n  max_draft: 8\n  calibration: sts.json\n"),
+        // Devices decide where the engines run: a job resumes on other ones.
+        &with("devices: [cuda:0, cuda:1]\n"),
+        &with("devices: cuda:all\n"),
+        &with("devices: [cpu]\n"),
     ];
     for yaml in same {
         assert_eq!(parse(yaml).unwrap().spec_hash(), base, "{yaml}");

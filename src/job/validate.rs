@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use super::spec::{JobSpec, PromptFormat, SpecMethod};
+use crate::backend::device::{Device, DeviceSpec};
 use crate::io::FIXED_COLUMNS;
 use crate::spec::ngram::MAX_DRAFT;
 
@@ -64,6 +65,7 @@ impl JobSpec {
         if e.kv_cache_bytes == 0 {
             c.fail("engine.kv_cache_bytes", "must be greater than 0");
         }
+        self.check_devices(&mut c);
         self.check_speculation(&mut c);
         c.non_empty("output.path", &self.output.path);
         c.at_least_one("output.rows_per_part", self.output.rows_per_part as u64);
@@ -152,6 +154,42 @@ impl JobSpec {
         }
     }
 
+    /// `cuda:all` needs nothing more; a list must name each device once and
+    /// must not mix the CPU with GPUs (docs/job-spec.md says why).
+    fn check_devices(&self, c: &mut Checker) {
+        let DeviceSpec::List(list) = &self.devices else {
+            return;
+        };
+        if list.is_empty() {
+            c.fail(
+                "devices",
+                "must name at least one device: `[cpu]`, `[cuda:0, ...]` or `cuda:all`",
+            );
+        }
+        let mut seen: HashMap<Device, usize> = HashMap::new();
+        for (n, &device) in list.iter().enumerate() {
+            if let Some(first) = seen.get(&device) {
+                let why = match device {
+                    Device::Cpu => "one CPU engine already uses every core (`engine.threads`)",
+                    Device::Cuda(_) => "each device runs one engine",
+                };
+                c.fail(
+                    format!("devices[{n}]"),
+                    format!("`{device}` is listed twice (also at devices[{first}]): {why}"),
+                );
+            }
+            seen.entry(device).or_insert(n);
+        }
+        if list.contains(&Device::Cpu) && self.devices.wants_cuda() {
+            c.fail(
+                "devices",
+                "must not mix `cpu` with `cuda:N`: a CPU engine would take work at a fraction \
+                 of a GPU's speed and hold up the end of the job, and it would take the cores \
+                 that feed the GPUs; list only GPUs, or only `cpu`",
+            );
+        }
+    }
+
     /// Whether the method exists in this build and whether the model can
     /// run it are known only once the model is loaded; these are the rules
     /// the spec alone decides.
@@ -182,6 +220,18 @@ impl JobSpec {
                 ),
             ),
             (None, _) => {}
+        }
+        if matches!(s.method, SpecMethod::DraftModel | SpecMethod::Dspark)
+            && self.devices.wants_cuda()
+        {
+            c.fail(
+                "speculation.method",
+                format!(
+                    "`{}` runs only with `devices: [cpu]`: its drafter runs inside the one CPU \
+                     engine; on GPUs use `ngram` or `none`",
+                    s.method.as_str()
+                ),
+            );
         }
         if let Some(path) = &s.calibration {
             if s.method == SpecMethod::None {

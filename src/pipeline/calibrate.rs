@@ -16,7 +16,9 @@ use std::sync::Arc;
 
 use crossbeam::channel::bounded;
 
-use super::{READ_BATCH_ROWS, check, engine_config, job_backend};
+use super::backends::Backends;
+use super::{Engines, READ_BATCH_ROWS, check, engine_config};
+use crate::backend::device::Device;
 use crate::engine::runner::{Engine, EngineCounters};
 use crate::error::JobError;
 use crate::io::RowSet;
@@ -77,7 +79,7 @@ pub fn calibrate_job(
     rows: usize,
     out: &Path,
 ) -> Result<CalibrationReport, JobError> {
-    let checked = check(spec_path, None)?;
+    let checked = check(spec_path, None, Engines::FromSpec)?;
     let spec = &checked.spec;
     if spec.speculation.method == SpecMethod::None {
         return Err(CalibrateError::NoDrafter.into());
@@ -102,9 +104,13 @@ pub fn calibrate_job(
         model,
         model_hash,
         draft,
+        devices,
         ..
     } = checked;
-    let (exec, speculator) = job_backend(&spec, model.weights, draft, None, &model_hash)?;
+    // One engine is enough to watch the drafter; it runs where the job would.
+    let device = devices.first().map_or(Device::Cpu, |d| d.device);
+    let backends = Backends::new(&spec, &model_hash, model.weights, draft, None);
+    let (exec, speculator) = backends.build(&device)?;
     let speculator = speculator.ok_or(CalibrateError::NoDrafter)?.recording();
     // Rows are independent here: prefix reuse changes only speed.
     let cfg = engine_config(&spec, true);

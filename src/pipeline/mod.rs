@@ -1,17 +1,22 @@
-//! One job shard, end to end: spec → inputs → model → output directory →
-//! plan, then the stages (reader → tokenizer → engine → writer) on their own
-//! threads, connected by bounded channels.
+//! One job shard, end to end: spec → devices → inputs → model → output
+//! directory → plan, then the stages (reader → tokenizer → engines → writer)
+//! on their own threads, connected by bounded channels. There is one engine
+//! per device; the tokenizer stage hands them units (a prefix group, or one
+//! ungrouped row) through a work-stealing pool (`pool/`).
 //!
-//! Everything that can make the job pointless (bad spec, input schema, model,
-//! an output directory or plan of another job, a shard outside the plan) is
-//! checked before any row is generated. Afterwards, row-level problems become
+//! Everything that can make the job pointless (bad spec, devices this
+//! machine does not have, input schema, model, an output directory or plan
+//! of another job, a shard outside the plan) is checked before any row is
+//! generated. Afterwards, row-level problems become
 //! error rows and the job goes on. Rows already committed by an earlier
 //! attempt are skipped. The shard's rows run in the plan's order, so rows
 //! sharing a prefix run back to back and reuse its KV.
 
+mod backends;
 mod calibrate;
 mod encode;
 mod planning;
+mod pool;
 mod speculation;
 mod summary;
 
@@ -21,13 +26,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crossbeam::channel::bounded;
+use crossbeam::channel::{Receiver, Sender, bounded};
 use rayon::prelude::*;
 
 use crate::backend::cpu::dense::CpuDenseExecutor;
 use crate::backend::cpu::dsv4::CpuDsv4Executor;
 use crate::backend::cpu::kv_arena::KvArena;
+use crate::backend::device::Device;
 use crate::backend::executor::{BackendError, Executor};
+use crate::backend::resolve::{ResolvedDevice, resolve, resolve_devices};
 use crate::engine::runner::{Engine, EngineConfig, EngineCounters, EngineError, Request};
 use crate::engine::scheduler::GroupTag;
 use crate::engine::speculation::Speculator;
@@ -46,13 +53,16 @@ use crate::model::load::{LoadedModel, ModelWeights, load_model, model_sha256};
 use crate::plan::{PlanError, PlanIdentity, ShardPlan, load_or_create, resolve_shard};
 use crate::progress::{JobCounters, Progress};
 use crate::spec::{SpecStats, Sts};
+use backends::Backends;
+use pool::steal::UnitQueue;
+use pool::{EngineFns, Unit};
 
 pub use calibrate::{CalibrateError, CalibrationReport, calibrate_job};
 use encode::{Encoder, check_job_reasoning};
 pub use planning::{FinalizeOutcome, finalize_job, finalize_output, plan_job};
 use speculation::{
-    DraftSource, check_job_speculation, engine_speculation, kv_split, load_calibration,
-    load_draft_model,
+    DraftSource, check_engine_speculation, check_job_speculation, engine_speculation, kv_split,
+    load_calibration, load_draft_model,
 };
 pub use summary::RunSummary;
 
@@ -82,6 +92,10 @@ pub struct RunOptions {
     /// Shard count of a plan made by this call; must match an existing plan.
     pub shards: Option<u32>,
     pub reuse: ReuseMode,
+    /// Runs one engine on each of these devices instead of the spec's
+    /// `devices`, with the same checks except the spec's list rules: the
+    /// pool tests run two CPU engines this way, which a spec cannot ask for.
+    pub engines: Option<Vec<Device>>,
 }
 
 /// Sets the compute thread count once per process (0 = all cores).
@@ -106,6 +120,28 @@ struct Checked {
     calibration: Option<Sts>,
     /// `speculation.draft_model`, loaded and checked against the model.
     draft: Option<DraftSource>,
+    /// One engine's device each; empty when the job only plans.
+    devices: Vec<ResolvedDevice>,
+}
+
+/// Which devices a check resolves.
+#[derive(Debug, Clone, Copy)]
+enum Engines<'a> {
+    /// Planning runs no model: a plan can be made on a machine without the
+    /// job's GPUs.
+    None,
+    /// The spec's `devices`.
+    FromSpec,
+    /// [`RunOptions::engines`].
+    Given(&'a [Device]),
+}
+
+impl<'a> Engines<'a> {
+    fn of(opts: &'a RunOptions) -> Engines<'a> {
+        opts.engines
+            .as_deref()
+            .map_or(Engines::FromSpec, Engines::Given)
+    }
 }
 
 impl Checked {
@@ -130,11 +166,18 @@ impl Checked {
     }
 }
 
-fn check(spec_path: &str, output: Option<&str>) -> Result<Checked, JobError> {
+fn check(spec_path: &str, output: Option<&str>, engines: Engines) -> Result<Checked, JobError> {
     let mut spec = JobSpec::load(Path::new(spec_path))?;
     if let Some(out) = output {
         spec.output.path = out.to_string();
     }
+    // First, since it is quick and a job on missing GPUs is no job at all.
+    let devices = match engines {
+        Engines::None => Vec::new(),
+        Engines::FromSpec => resolve(&spec.devices, crate::backend::cuda::probe)?,
+        Engines::Given(list) => resolve_devices(list, crate::backend::cuda::probe)?,
+    };
+    check_engine_speculation(&spec, &devices)?;
     let spec_hash = spec.spec_hash();
     let inputs = validate_inputs(&spec.inputs)?;
     let calibration = load_calibration(&spec.speculation)?;
@@ -161,15 +204,18 @@ fn check(spec_path: &str, output: Option<&str>) -> Result<Checked, JobError> {
         model_hash,
         calibration,
         draft,
+        devices,
     })
 }
 
 /// `specbatch validate`: checks the spec, the inputs' schema and the model.
 pub fn validate_job(spec_path: &str) -> Result<String, JobError> {
-    let c = check(spec_path, None)?;
+    let c = check(spec_path, None, Engines::FromSpec)?;
+    let devices: Vec<String> = c.devices.iter().map(ToString::to_string).collect();
     Ok(format!(
-        "spec ok: {spec_path} (spec hash {})\ninputs ok: {} file(s), {} rows\nmodel ok: {} ({}, sha256 {})\nspeculation ok: {}\noutput: {}",
+        "spec ok: {spec_path} (spec hash {})\ndevices ok: {}\ninputs ok: {} file(s), {} rows\nmodel ok: {} ({}, sha256 {})\nspeculation ok: {}\noutput: {}",
         c.spec_hash,
+        devices.join(", "),
         c.inputs.files().len(),
         c.inputs.total_rows(),
         c.model.name,
@@ -184,7 +230,7 @@ pub fn validate_job(spec_path: &str) -> Result<String, JobError> {
     ))
 }
 
-/// The backend and speculator a checked job runs on: the KV budget split
+/// The CPU backend and speculator a checked job runs on: the KV budget split
 /// with the draft model ([`kv_split`]), DSpark on when the method asks for
 /// it, the step rate measured ([`engine_speculation`]).
 fn job_backend(
@@ -206,6 +252,7 @@ fn job_backend(
         spec,
         calibration,
         &mut *exec,
+        &Device::Cpu,
         model_hash,
         draft.map(|d| (d, draft_kv_bytes)),
     )
@@ -282,7 +329,7 @@ fn run_order(shard: &ShardPlan, mode: ReuseMode) -> HashMap<(u32, u64), (usize, 
 /// `specbatch run`: runs (or resumes) one shard of a job to completion.
 pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobError> {
     let started = Instant::now();
-    let checked = check(spec_path, opts.output.as_deref())?;
+    let checked = check(spec_path, opts.output.as_deref(), Engines::of(opts))?;
     let shard = resolve_shard(opts.shard, |k| std::env::var(k).ok())?;
     let root = PathBuf::from(&checked.spec.output.path);
     let mut out_cfg = OutputConfig::new(&checked.spec.output, &checked.inputs, &checked.spec_hash);
@@ -310,6 +357,7 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
         calibration,
         model_hash,
         draft,
+        devices,
         ..
     } = checked;
     let mut writer = state.into_writer(WriterConfig::new(&spec.output, &model.name));
@@ -319,26 +367,55 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
         chat,
         ..
     } = model;
-    let (exec, speculation) = job_backend(&spec, weights, draft, calibration, &model_hash)?;
+    let backends = Backends::new(&spec, &model_hash, weights, draft, calibration);
     let engine_cfg = engine_config(&spec, opts.reuse != ReuseMode::Off);
     let engine_counters = Arc::new(EngineCounters::default());
     let job_counters = Arc::new(JobCounters::default());
-    let mut engine = Engine::new(exec, &tokenizer, &engine_cfg, engine_counters.clone());
-    if let Some(spec) = speculation {
-        engine = engine.with_speculation(spec);
-    }
+    // Every engine shares the counters: the progress line shows the sum.
+    let build = |device: &Device| {
+        let (exec, speculation) = backends.build(device)?;
+        let engine = Engine::new(exec, &tokenizer, &engine_cfg, engine_counters.clone());
+        Ok::<_, JobError>(match speculation {
+            Some(spec) => engine.with_speculation(spec),
+            None => engine,
+        })
+    };
+    let run = |mut engine: Engine<'_, Box<dyn Executor>>,
+               input: &Receiver<Request>,
+               output: &Sender<RowResult>|
+     -> Result<Option<SpecStats>, JobError> {
+        engine.run(input, output)?;
+        Ok(engine.spec_stats().cloned())
+    };
     let encoder = Encoder::new(&tokenizer, chat.as_ref(), &spec);
     let inputs = &inputs;
-    let progress = Progress::start(total, skipped, job_counters.clone(), engine_counters);
+    let devices: Vec<Device> = devices.iter().map(|d| d.device).collect();
+    let (queue, locals) = UnitQueue::<Unit<Request>>::new(devices.len());
 
-    let (req_tx, req_rx) = bounded::<Request>(engine_cfg.max_running * 2);
     let (out_tx, out_rx) = bounded::<RowResult>(1024);
     let (prep_res, write_res, engine_res) = std::thread::scope(|s| {
+        let fns = EngineFns {
+            build: &build,
+            run: &run,
+        };
+        let capacity = engine_cfg.max_running * 2;
+        // The engines are built before the progress display and the other
+        // stages start: a device that fails stops the job before any work.
+        let pool = pool::start(s, &queue, locals, &devices, capacity, out_tx.clone(), fns)?;
+        let progress = Progress::start(
+            total,
+            skipped,
+            job_counters.clone(),
+            engine_counters.clone(),
+        );
+        let producer = pool.producer();
         let prep_out = out_tx.clone();
+        drop(out_tx);
         let encoder = &encoder;
         let order = &order;
         // Reads and tokenizes the shard's rows, then hands them to the
-        // engine in run order; rows that fail early go straight out.
+        // engines in run order, a shared-prefix group at a time; rows that
+        // fail early go straight out.
         let prepare = s.spawn(move || -> Result<(), IoError> {
             let mut slots: Vec<Option<Request>> = Vec::new();
             slots.resize_with(order.len(), || None);
@@ -363,8 +440,13 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
                     }
                 }
             }
-            for req in slots.into_iter().flatten() {
-                if req_tx.send(req).is_err() {
+            let requests = slots.into_iter().flatten();
+            // A group that shares no full block is the planner packing
+            // unrelated rows: split, its rows lose nothing and the engines
+            // can share them out.
+            let shared = |r: &Request| r.group.filter(|g| g.prefix_blocks > 0).map(|g| g.id);
+            for unit in pool::units(requests, shared) {
+                if !producer.push(unit) {
                     break;
                 }
             }
@@ -390,20 +472,19 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
             }
             Ok((writer.finish()?, kinds, samples))
         });
-        let engine_res = engine.run(&req_rx, &out_tx);
-        drop(out_tx);
-        drop(req_rx);
-        (
+        let engine_res = pool.join();
+        let results = (
             prepare.join().map_err(|_| JobError::Stage("tokenizer")),
             write.join().map_err(|_| JobError::Stage("writer")),
             engine_res,
-        )
-    });
-    progress.finish();
+        );
+        progress.finish();
+        Ok::<_, JobError>(results)
+    })?;
     // The writer's failure explains an engine that lost its output channel.
     let (written, error_kinds, samples) = write_res??;
     prep_res??;
-    engine_res?;
+    let per_engine = engine_res?;
     if written.totals.rows != total {
         return Err(IoError::Incomplete {
             committed: written.totals.rows,
@@ -411,7 +492,18 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
         }
         .into());
     }
-    let speculation: Option<SpecStats> = engine.spec_stats().cloned();
+    let engines = devices
+        .iter()
+        .zip(&per_engine)
+        .map(|(device, (_, rows))| (device.to_string(), *rows))
+        .collect();
+    let speculation = per_engine
+        .into_iter()
+        .filter_map(|(stats, _)| stats)
+        .reduce(|mut sum, stats| {
+            sum.add(&stats);
+            sum
+        });
     write_done(
         &root,
         &ShardDone::from_summary(shard, &written, started.elapsed(), speculation.clone()),
@@ -437,5 +529,6 @@ pub fn run_job(spec_path: &str, opts: &RunOptions) -> Result<RunSummary, JobErro
         error_kinds,
         samples,
         speculation,
+        engines,
     })
 }

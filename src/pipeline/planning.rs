@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::{BLOCK_SIZE, Checked, READ_BATCH_ROWS, RunOptions, check};
+use super::{BLOCK_SIZE, Checked, Engines, READ_BATCH_ROWS, RunOptions, check};
 use crate::error::JobError;
 use crate::io::{
     Manifest, OutputConfig, OutputState, RowSet, ShardDone, finalize, read_done, read_plan,
@@ -47,7 +47,7 @@ pub(super) fn make_plan(c: &Checked, shards: u32) -> Result<Plan, PlanError> {
 /// `specbatch plan`: plans the job (or reads its existing plan) without
 /// running the model, stores the plan in the output directory and describes it.
 pub fn plan_job(spec_path: &str, opts: &RunOptions) -> Result<String, JobError> {
-    let c = check(spec_path, opts.output.as_deref())?;
+    let c = check(spec_path, opts.output.as_deref(), Engines::None)?;
     OutputState::claim(&OutputConfig::new(&c.spec.output, &c.inputs, &c.spec_hash))?;
     let root = Path::new(&c.spec.output.path);
     let (plan, created) = load_or_create(root, &c.identity(), opts.shards, |n| make_plan(&c, n))?;

@@ -10,7 +10,9 @@
 use std::path::Path;
 
 use super::{BLOCK_SIZE, cpu_executor, kv_bytes_per_token};
+use crate::backend::device::Device;
 use crate::backend::executor::Executor;
+use crate::backend::resolve::{DeviceError, ResolvedDevice};
 use crate::engine::draft_model::{DraftCosts, DraftModel};
 use crate::engine::drafter::{Drafter, NgramDrafters};
 use crate::engine::dspark_drafter::DsparkDrafter;
@@ -123,12 +125,13 @@ pub(crate) fn describe(
 
 /// The engine's speculation for a checked job: `None` for method `none`,
 /// otherwise the drafter, γ, the calibration and the step rate of this
-/// backend ([`sps_profile::for_model`]). A draft model runs on its own CPU
-/// backend with `draft_kv_bytes` of KV ([`kv_split`]).
+/// backend on `device` ([`sps_profile::for_model`]). A draft model runs on
+/// its own CPU backend with `draft_kv_bytes` of KV ([`kv_split`]).
 pub(crate) fn engine_speculation<E: Executor + ?Sized>(
     spec: &JobSpec,
     calibration: Option<Sts>,
     exec: &mut E,
+    device: &Device,
     model_hash: &str,
     draft: Option<(DraftSource, u64)>,
 ) -> Result<Option<Speculator>, ProfileError> {
@@ -138,7 +141,7 @@ pub(crate) fn engine_speculation<E: Executor + ?Sized>(
     let max_draft = spec.speculation.max_draft;
     let e = &spec.engine;
     let max_tokens = sps_profile::probe_limit(e.max_batch_tokens, e.max_concurrent_rows, max_draft);
-    let sps = sps_profile::for_model(exec, BLOCK_SIZE, max_tokens, model_hash)?;
+    let sps = sps_profile::for_model(exec, device, BLOCK_SIZE, max_tokens, model_hash)?;
     let drafter: Box<dyn Drafter> = match draft {
         Some((source, kv_bytes)) => {
             let mut draft_exec =
@@ -146,6 +149,7 @@ pub(crate) fn engine_speculation<E: Executor + ?Sized>(
             // A draft round feeds one token per drafting row.
             let draft_sps = sps_profile::for_model(
                 &mut draft_exec,
+                &Device::Cpu,
                 BLOCK_SIZE,
                 e.max_concurrent_rows,
                 &source.sha256,
@@ -171,6 +175,30 @@ pub(crate) fn engine_speculation<E: Executor + ?Sized>(
         calibration,
     };
     Ok(Some(Speculator::new(cfg, drafter)))
+}
+
+/// `draft_model` and `dspark` draft inside one CPU engine: any other list
+/// of engines is refused before any work. The spec's own rule refuses them
+/// with GPUs; this also covers [`RunOptions::engines`](super::RunOptions).
+/// A job that only plans has no engines and passes.
+pub(crate) fn check_engine_speculation(
+    spec: &JobSpec,
+    devices: &[ResolvedDevice],
+) -> Result<(), DeviceError> {
+    let method = spec.speculation.method;
+    let one_cpu = matches!(
+        devices,
+        [] | [ResolvedDevice {
+            device: Device::Cpu,
+            ..
+        }]
+    );
+    if matches!(method, SpecMethod::DraftModel | SpecMethod::Dspark) && !one_cpu {
+        return Err(DeviceError::SpeculationNeedsOneCpuEngine {
+            method: method.as_str(),
+        });
+    }
+    Ok(())
 }
 
 /// What the method checks need to know about the model.

@@ -26,8 +26,11 @@ pub struct RunSummary {
     pub error_kinds: BTreeMap<&'static str, u64>,
     /// The first few answers of this run: (id, text).
     pub samples: Vec<(String, String)>,
-    /// This run's speculation counters; `None` when it did not speculate.
+    /// This run's speculation counters, summed over its engines; `None`
+    /// when it did not speculate.
     pub speculation: Option<SpecStats>,
+    /// Each engine's device and the rows it was handed, in device order.
+    pub engines: Vec<(String, u64)>,
 }
 
 /// Answers shown in the summary.
@@ -75,6 +78,15 @@ impl fmt::Display for RunSummary {
                 by_position.join(", "),
                 100.0 * s.drafting_fraction()
             )?;
+        }
+        if self.engines.len() > 1 {
+            // How the work stealing shared the rows out.
+            let shares: Vec<String> = self
+                .engines
+                .iter()
+                .map(|(device, rows)| format!("{device} {rows} rows"))
+                .collect();
+            writeln!(f, "  engines     {}", shares.join(", "))?;
         }
         if !self.error_kinds.is_empty() {
             let kinds: Vec<String> = self
@@ -131,7 +143,18 @@ mod tests {
             error_kinds: BTreeMap::new(),
             samples: Vec::new(),
             speculation,
+            engines: vec![("cpu".into(), 4)],
         }
+    }
+
+    #[test]
+    fn engines_get_one_line_when_there_are_several() {
+        assert!(!summary(None).to_string().contains("engines"));
+        let mut s = summary(None);
+        s.engines = vec![("cuda:0".into(), 3), ("cuda:1".into(), 1)];
+        let text = s.to_string();
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("engines")).collect();
+        assert_eq!(lines, ["  engines     cuda:0 3 rows, cuda:1 1 rows"]);
     }
 
     #[test]

@@ -41,9 +41,9 @@ for dev in cuda cpu; do
   sed -e "s#@MODEL@#$model#" -e "s#@DEVICES@#$devices#" -e "s#@OUT@#$work/out-$dev#" \
     tests/gpu/qwen_synth_job.yaml >"$spec"
   rm -rf "$work/out-$dev"
-  start=$(date +%s.%N)
+  start=$(date +%s%N)
   target/release/specbatch run "$spec"
-  echo "$dev job: $(echo "$(date +%s.%N) - $start" | bc) s"
+  echo "$dev job: $(( ($(date +%s%N) - start) / 1000000 )) ms"
 done
 python3 tests/gpu/compare_outputs.py "$work/out-cuda" "$work/out-cpu"
 
