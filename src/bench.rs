@@ -12,6 +12,8 @@ use std::time::Instant;
 use crate::backend::cpu::dense::CpuDenseExecutor;
 use crate::backend::cpu::dsv4::CpuDsv4Executor;
 use crate::backend::cpu::kv_arena::KvArena;
+use crate::backend::cuda::{self, CudaError};
+use crate::backend::device::Device;
 use crate::backend::executor::{BackendError, Executor};
 use crate::engine::sampler::argmax;
 use crate::engine::scheduler::{Scheduler, SchedulerConfig};
@@ -30,6 +32,37 @@ pub struct BenchPoint {
     pub gen_tok_per_s: f64,
 }
 
+/// The workload's executor on `device`: the CPU's ([`cpu_executor`]) or one
+/// GPU's, with the same KV budget.
+pub fn device_executor(
+    device: Device,
+    w: ModelWeights,
+    rows: usize,
+    prompt_tokens: usize,
+    gen_tokens: usize,
+    block_size: usize,
+) -> Result<Box<dyn Executor>, CudaError> {
+    match device {
+        Device::Cpu => Ok(cpu_executor(w, rows, prompt_tokens, gen_tokens, block_size)),
+        Device::Cuda(index) => {
+            let bytes = match &w {
+                ModelWeights::Dense(d) => {
+                    rows * tokens_per_row(prompt_tokens, gen_tokens, block_size)
+                        * KvArena::bytes_per_token(d.config.n_layers, d.config.kv_dim())
+                }
+                // Refused by the executor; no budget to work out.
+                ModelWeights::DeepseekV4(_) => 0,
+            };
+            Ok(cuda::executor(&w, index, bytes as u64, block_size)?)
+        }
+    }
+}
+
+/// Tokens of KV one sequence of the workload holds: whole blocks.
+fn tokens_per_row(prompt_tokens: usize, gen_tokens: usize, block_size: usize) -> usize {
+    (prompt_tokens + gen_tokens).div_ceil(block_size) * block_size
+}
+
 /// A CPU executor for the model whose KV memory holds `rows` sequences of
 /// `prompt_tokens + gen_tokens` tokens (whole blocks each), the most the
 /// workload at that concurrency needs.
@@ -40,7 +73,7 @@ pub fn cpu_executor(
     gen_tokens: usize,
     block_size: usize,
 ) -> Box<dyn Executor> {
-    let per_row = (prompt_tokens + gen_tokens).div_ceil(block_size) * block_size;
+    let per_row = tokens_per_row(prompt_tokens, gen_tokens, block_size);
     match w {
         ModelWeights::Dense(w) => {
             let per_token = KvArena::bytes_per_token(w.config.n_layers, w.config.kv_dim());

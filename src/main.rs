@@ -10,7 +10,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use specbatch::bench::{cpu_executor, run_point};
+use specbatch::backend::device::Device;
+use specbatch::bench::{device_executor, run_point};
 use specbatch::error::JobError;
 use specbatch::model::inspect::describe;
 use specbatch::model::load::load_model;
@@ -104,6 +105,9 @@ enum Command {
         /// Compute threads (0 = all cores).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// Where the model runs: `cpu` or `cuda:N`.
+        #[arg(long, default_value = "cpu", value_parser = Device::parse)]
+        device: Device,
     },
 }
 
@@ -155,7 +159,17 @@ fn main() -> ExitCode {
             prompt_tokens,
             gen_tokens,
             threads,
-        } => return bench(&model, &concurrency, prompt_tokens, gen_tokens, threads),
+            device,
+        } => {
+            return bench(
+                &model,
+                &concurrency,
+                prompt_tokens,
+                gen_tokens,
+                threads,
+                device,
+            );
+        }
         Command::SynthModel {
             shape,
             out,
@@ -178,6 +192,7 @@ fn bench(
     prompt_tokens: usize,
     gen_tokens: usize,
     threads: usize,
+    device: Device,
 ) -> ExitCode {
     let run = || -> anyhow::Result<()> {
         anyhow::ensure!(gen_tokens >= 2, "--gen-tokens must be at least 2");
@@ -185,7 +200,14 @@ fn bench(
         let m = load_model(model)?;
         let max_conc = concurrency.iter().copied().max().unwrap_or(1);
         let block = 16;
-        let mut exec = cpu_executor(m.weights, max_conc, prompt_tokens, gen_tokens, block);
+        let mut exec = device_executor(
+            device,
+            m.weights,
+            max_conc,
+            prompt_tokens,
+            gen_tokens,
+            block,
+        )?;
         println!("model,concurrency,prompt_tokens,gen_tokens,prefill_tok_per_s,gen_tok_per_s");
         for &n in concurrency {
             let p = run_point(&mut exec, n, prompt_tokens, gen_tokens, 512, block)

@@ -34,7 +34,7 @@ use crate::backend::cpu::dsv4::CpuDsv4Executor;
 use crate::backend::cpu::kv_arena::KvArena;
 use crate::backend::device::Device;
 use crate::backend::executor::{BackendError, Executor};
-use crate::backend::resolve::{ResolvedDevice, resolve, resolve_devices};
+use crate::backend::resolve::{DeviceError, ResolvedDevice, resolve, resolve_devices};
 use crate::engine::runner::{Engine, EngineConfig, EngineCounters, EngineError, Request};
 use crate::engine::scheduler::GroupTag;
 use crate::engine::speculation::Speculator;
@@ -193,6 +193,9 @@ fn check(spec_path: &str, output: Option<&str>, engines: Engines) -> Result<Chec
         .into());
     }
     let model = load_model(&spec.model)?;
+    if devices.iter().any(|d| d.device.is_cuda()) {
+        crate::backend::cuda::executor::supports(&model.weights).map_err(DeviceError::from)?;
+    }
     check_job_reasoning(&spec, model.chat.as_ref())?;
     check_job_speculation(&spec, &model.weights)?;
     let draft = load_draft_model(&spec.speculation, &model)?;
