@@ -8,7 +8,8 @@
 #      job on cuda:0 and on the CPU, outputs compared row by row;
 #   3. a benchmark table: tokens per second at 1, 16, 64 and 256 rows on
 #      the GPU, and at 1 and 16 rows on the CPU in the same script, plus
-#      the fraction of HBM bandwidth single-row decode reaches.
+#      the fraction of HBM bandwidth single-row decode reaches and of dense
+#      bf16 peak the largest prefill reaches.
 # Everything it prints is the report; it stops at the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -51,13 +52,18 @@ target/release/specbatch bench --model "$model" --device cuda:0 --concurrency 1,
   --prompt-tokens 128 --gen-tokens 64 | tee "$work/bench-gpu.csv"
 target/release/specbatch bench --model "$model" --device cpu --concurrency 1,16 \
   --prompt-tokens 128 --gen-tokens 16 | tee "$work/bench-cpu.csv"
-python3 - "$work/bench-gpu.csv" "$model" <<'PY'
+params=$(target/release/specbatch inspect "$model" | awk '/^parameters/ {print $2}')
+python3 - "$work/bench-gpu.csv" "$model" "$params" <<'PY'
 import csv, os, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
+weights, params = os.path.getsize(sys.argv[2]), int(sys.argv[3])
+hbm, bf16 = 4.8e12, 989e12  # H200 HBM3e bytes/s; dense bf16 FLOP/s
 one = next(r for r in rows if r["concurrency"] == "1")
-weights = os.path.getsize(sys.argv[2])
-hbm = 4.8e12  # H200 HBM3e peak, bytes/s
 tps = float(one["gen_tok_per_s"])
 print(f"single-row decode: {tps:.1f} tok/s x {weights/1e9:.2f} GB of weights per token = "
       f"{tps*weights/1e9:.0f} GB/s, {100*tps*weights/hbm:.1f}% of HBM peak")
+big = max(rows, key=lambda r: int(r["concurrency"]))
+pre = float(big["prefill_tok_per_s"])
+print(f"prefill at {big['concurrency']} rows: {pre:.0f} tok/s x 2 x {params/1e9:.2f} G parameters = "
+      f"{pre*2*params/1e12:.1f} TFLOP/s, {100*pre*2*params/bf16:.2f}% of dense bf16 peak")
 PY

@@ -307,7 +307,7 @@ fn paged_attention_matches_the_cpu_over_shared_and_scattered_blocks() {
 }
 
 /// A random llama-style model with every block format among its matrices.
-fn random_model(rng: &mut Rng) -> DenseWeights {
+pub(super) fn random_model(rng: &mut Rng) -> DenseWeights {
     let config = DenseConfig {
         arch: Arch::Qwen2,
         n_layers: 2,

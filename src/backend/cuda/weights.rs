@@ -53,7 +53,7 @@ impl DeviceWeights {
             .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
             .map(|t| t.bytes().len())
             .sum();
-        let head_bytes = if w.head.name == w.embed.name {
+        let head_bytes = if head_is_embedding(w) {
             0
         } else {
             w.head.bytes().len()
@@ -76,7 +76,7 @@ impl DeviceWeights {
             .iter()
             .map(|l| upload_layer(l, stream))
             .collect::<Result<Vec<_>, _>>()?;
-        let head = if w.head.name == w.embed.name {
+        let head = if head_is_embedding(w) {
             None
         } else {
             Some(matrix(&w.head, stream)?)
@@ -88,6 +88,14 @@ impl DeviceWeights {
             layers,
         })
     }
+}
+
+/// Whether the head is the embedding matrix itself (a tied head the loader
+/// shared), judged by the bytes, not by names: copying it once is then
+/// enough.
+fn head_is_embedding(w: &DenseWeights) -> bool {
+    let (h, e) = (w.head.bytes(), w.embed.bytes());
+    std::ptr::eq(h.as_ptr(), e.as_ptr()) && h.len() == e.len() && w.head.qtype == w.embed.qtype
 }
 
 fn upload_layer(l: &LayerWeights, s: &Arc<CudaStream>) -> Result<DeviceLayer, CudaError> {
@@ -124,4 +132,57 @@ pub fn matrix(t: &Tensor, s: &Arc<CudaStream>) -> Result<DeviceMatrix, CudaError
 fn vector(v: &[f32], s: &Arc<CudaStream>) -> Result<CudaSlice<f32>, CudaError> {
     s.clone_htod(v)
         .map_err(|e| CudaError::driver("copying a norm or bias vector", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cuda::tests::random_model;
+    use crate::model::quant::testutil::Rng;
+
+    /// The GPU tests' random model, its head tied to the embedding or not.
+    fn model(tied: bool) -> DenseWeights {
+        let mut w = random_model(&mut Rng::new(3));
+        if tied {
+            w.head = w.embed.clone();
+            w.config.tied_head = true;
+        }
+        w
+    }
+
+    /// What the upload copies, counted from the host tensors one by one.
+    fn copied_bytes(w: &DenseWeights) -> usize {
+        let c = &w.config;
+        let mut n = w.embed.bytes().len() + 4 * c.d_model;
+        if !std::ptr::eq(w.head.bytes().as_ptr(), w.embed.bytes().as_ptr()) {
+            n += w.head.bytes().len();
+        }
+        for l in &w.layers {
+            for t in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
+                n += t.bytes().len();
+            }
+            n += 4 * (l.attn_norm.len() + l.ffn_norm.len());
+            for b in [&l.bq, &l.bk, &l.bv].into_iter().flatten() {
+                n += 4 * b.len();
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn the_memory_check_counts_exactly_what_the_upload_copies() {
+        for tied in [false, true] {
+            let w = model(tied);
+            assert_eq!(
+                DeviceWeights::bytes_needed(&w),
+                copied_bytes(&w),
+                "tied {tied}"
+            );
+        }
+        // A tied head is one copy.
+        assert_eq!(
+            DeviceWeights::bytes_needed(&model(false)) - DeviceWeights::bytes_needed(&model(true)),
+            model(false).head.bytes().len()
+        );
+    }
 }
