@@ -17,6 +17,7 @@ use crate::backend::device::Device;
 use crate::backend::executor::{BackendError, Executor};
 use crate::engine::sampler::argmax;
 use crate::engine::scheduler::{Scheduler, SchedulerConfig};
+use crate::model::dense::DenseWeights;
 use crate::model::dsv4::forward::Dsv4Model;
 use crate::model::dsv4::precision::Precision;
 use crate::model::dsv4::state::KvFootprint;
@@ -46,16 +47,22 @@ pub fn device_executor(
         Device::Cpu => Ok(cpu_executor(w, rows, prompt_tokens, gen_tokens, block_size)),
         Device::Cuda(index) => {
             let bytes = match &w {
-                ModelWeights::Dense(d) => {
-                    rows * tokens_per_row(prompt_tokens, gen_tokens, block_size)
-                        * KvArena::bytes_per_token(d.config.n_layers, d.config.kv_dim())
-                }
+                ModelWeights::Dense(d) => dense_kv_bytes(
+                    d,
+                    rows * tokens_per_row(prompt_tokens, gen_tokens, block_size),
+                ),
                 // Refused by the executor; no budget to work out.
                 ModelWeights::DeepseekV4(_) => 0,
             };
-            Ok(cuda::executor(&w, index, bytes as u64, block_size)?)
+            Ok(cuda::executor(&w, index, bytes, block_size)?)
         }
     }
+}
+
+/// KV bytes a dense model needs for `tokens` tokens (the same f16 layout on
+/// every backend).
+fn dense_kv_bytes(w: &DenseWeights, tokens: usize) -> u64 {
+    (tokens * KvArena::bytes_per_token(w.config.n_layers, w.config.kv_dim())) as u64
 }
 
 /// Tokens of KV one sequence of the workload holds: whole blocks.
@@ -76,12 +83,8 @@ pub fn cpu_executor(
     let per_row = tokens_per_row(prompt_tokens, gen_tokens, block_size);
     match w {
         ModelWeights::Dense(w) => {
-            let per_token = KvArena::bytes_per_token(w.config.n_layers, w.config.kv_dim());
-            Box::new(CpuDenseExecutor::new(
-                *w,
-                (rows * per_row * per_token) as u64,
-                block_size,
-            ))
+            let bytes = dense_kv_bytes(&w, rows * per_row);
+            Box::new(CpuDenseExecutor::new(*w, bytes, block_size))
         }
         ModelWeights::DeepseekV4(w) => {
             let fp = KvFootprint::new(&w.config);
