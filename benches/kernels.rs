@@ -104,7 +104,7 @@ fn main() {
         WORKING_SET >> 20
     );
     let mut rng = Rng(42);
-    let ms = [1, 8, 32];
+    let ms = [1, 2, 4, 6, 8, 32];
     let wanted: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))

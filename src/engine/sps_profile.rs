@@ -53,8 +53,9 @@ pub fn probe_limit(max_batch_tokens: usize, max_running: usize, max_draft: usize
 /// The table for this model on this machine, from the cache in
 /// `$XDG_CACHE_HOME/specbatch` (else `~/.cache/specbatch`, else the temp
 /// dir), or measured and stored there. The key names everything the rates
-/// depend on: build, model, the device `exec` runs on (a GPU engine's rates
-/// are not the CPU's), CPU, threads, block size, probe and range.
+/// depend on: build (version and executable), model, the device `exec`
+/// runs on (a GPU engine's rates are not the CPU's), CPU, threads, block
+/// size, probe and range.
 pub fn for_model<E: Executor + ?Sized>(
     exec: &mut E,
     device: &Device,
@@ -65,7 +66,7 @@ pub fn for_model<E: Executor + ?Sized>(
     let position = probe_position(exec, block_size);
     let key = format!(
         "specbatch {} | model sha256 {model_sha256} | device {device} | cpu {} | threads {} | block {block_size} | probe position {position} | up to {max_tokens} tokens",
-        env!("CARGO_PKG_VERSION"),
+        build_id(),
         cpu_name(),
         rayon::current_num_threads(),
     );
@@ -77,6 +78,24 @@ pub fn for_model<E: Executor + ?Sized>(
         .collect();
     let cache = crate::cache::cache_dir().join(format!("sps-{digest}.json"));
     cached_or_measured(exec, block_size, max_tokens, &cache, &key)
+}
+
+/// The crate version and the running executable's size and modification
+/// time: a rebuild with faster or slower kernels keeps the version but
+/// changes the rates, so it must not reuse a table measured before it.
+fn build_id() -> String {
+    let exe = std::env::current_exe()
+        .and_then(std::fs::metadata)
+        .map(|m| {
+            let modified = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            format!("{} bytes, modified {modified}", m.len())
+        })
+        .unwrap_or_else(|_| "unknown executable".to_string());
+    format!("{} ({exe})", env!("CARGO_PKG_VERSION"))
 }
 
 /// The CPU model as /proc/cpuinfo names it (Linux), else "unknown".

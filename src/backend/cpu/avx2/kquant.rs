@@ -1,251 +1,359 @@
 //! Q4_K and Q6_K (256-value super-blocks) with Q8_K activations in natural
-//! order. Each weight row is unpacked once: unsigned quants in value order
-//! (32 per register), one i16 scale vector per register (Q4_K: the
-//! sub-block's scale; Q6_K: the scales of its two 16-value groups, one per
-//! 128-bit half), and per-16 correction factors. A block then dots with up
-//! to four activation rows through `maddubs` (weights <= 63, so no i16
-//! saturation) and `madd` with the scale vector, giving exact i32 partial
-//! sums; the per-16 activation sums times the correction factors give the
-//! integer subtracted from them (Q4_K: the mins, Q6_K: the +32 offset).
-//! Block contributions go into scalar lanes (a row has few super-blocks),
-//! exactly as in the reference.
+//! order, computed straight from the stored blocks. Per super-block the
+//! weight-side work (splitting nibbles, decoding the 6-bit scales and mins,
+//! spreading each sub-block's scale over its register) is done once in
+//! registers and shared by up to eight activation rows, so each extra row
+//! costs only its own loads and multiply-adds: that is what keeps a verify
+//! pass of several tokens close to the cost of one decode step.
+//!
+//! Blocks are dotted through `maddubs` (unsigned weights <= 63, so no i16
+//! saturation) and `madd` with a vector of the sub-block scales, giving
+//! exact i32 partial sums; the per-16 activation sums times correction
+//! factors give the integer subtracted from them (Q4_K: the mins, Q6_K: the
+//! +32 offset). Block contributions go into scalar lanes exactly as in the
+//! reference, so results are bitwise the reference's.
 
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::{Scratch, reduce_pair};
-use crate::backend::cpu::matmul::{Acts, Cols, for_act_rows};
-use crate::model::quant::lanes::{BLOCK_LANES, fold};
-use crate::model::quant::{Q8Row, QType, f16_at, q4_k, q6_k};
+use crate::backend::cpu::matmul::{Acts, Cols};
+use crate::model::quant::lanes::BLOCK_LANES;
+use crate::model::quant::{Q8Row, QType, q4_k, q6_k};
 use crate::model::tensor::Tensor;
 
+/// Activation rows that share one pass over a weight row: a verify pass of
+/// up to eight tokens reads and unpacks each weight block once.
+const MAX_ROWS: usize = 8;
+
 #[target_feature(enable = "avx2,f16c")]
-pub(super) fn rows(
-    w: &Tensor,
-    acts: &Acts<'_>,
-    rows: Range<usize>,
-    dst: &mut Cols<'_>,
-    s: &mut Scratch,
-) {
+pub(super) fn rows(w: &Tensor, acts: &Acts<'_>, rows: Range<usize>, dst: &mut Cols<'_>) {
     if w.qtype == QType::Q4K {
-        rows_as::<true>(w, acts, rows, dst, s);
+        rows_as::<true>(w, acts, rows, dst);
     } else {
-        rows_as::<false>(w, acts, rows, dst, s);
+        rows_as::<false>(w, acts, rows, dst);
     }
 }
 
-/// An unpacked weight row; per super-block `b`: quants `q[256b..]`, scale
-/// vectors `scale[128b..]` (16 i16 per 32 quants), correction factors
-/// `corr[16b..]` (one per 16 values), and the f32 super-block scales.
-struct KRow<'a> {
-    q: &'a [u8],
-    scale: &'a [i16],
-    corr: &'a [i32],
-    d: &'a [f32],
-    dmin: &'a [f32],
-    nb: usize,
-}
-
 #[target_feature(enable = "avx2,f16c")]
-fn rows_as<const Q4K: bool>(
-    w: &Tensor,
-    acts: &Acts<'_>,
-    rows: Range<usize>,
-    dst: &mut Cols<'_>,
-    s: &mut Scratch,
-) {
-    let nb = w.cols / 256;
-    s.bytes.resize(256 * nb, 0);
-    s.i16s.resize(128 * nb, 0);
-    s.ints.resize(16 * nb, 0);
-    s.f0.resize(nb, 0.0);
-    s.f1.resize(nb, 0.0);
-    let bb = if Q4K {
-        q4_k::BLOCK_BYTES
-    } else {
-        q6_k::BLOCK_BYTES
-    };
+fn rows_as<const Q4K: bool>(w: &Tensor, acts: &Acts<'_>, rows: Range<usize>, dst: &mut Cols<'_>) {
+    let m = dst.m();
     for n in rows {
         let row = w.row_bytes(n);
-        for (b, blk) in row.chunks_exact(bb).enumerate() {
-            let q = &mut s.bytes[256 * b..256 * (b + 1)];
-            let scale = &mut s.i16s[128 * b..128 * (b + 1)];
-            let corr = &mut s.ints[16 * b..16 * (b + 1)];
-            if Q4K {
-                unpack_q4_k(blk, q, scale, corr);
-                s.f0[b] = f16_at(blk);
-                s.f1[b] = f16_at(&blk[2..]);
-            } else {
-                unpack_q6_k(blk, q, scale, corr);
-                s.f0[b] = f16_at(&blk[208..]);
-            }
+        let mut i = 0;
+        while m - i >= MAX_ROWS {
+            group::<Q4K, MAX_ROWS>(row, acts, i, n, dst);
+            i += MAX_ROWS;
         }
-        let kr = KRow {
-            q: &s.bytes,
-            scale: &s.i16s,
-            corr: &s.ints,
-            d: &s.f0,
-            dmin: &s.f1,
-            nb,
-        };
-        for_act_rows(
-            acts,
-            n,
-            dst,
-            |a| dot::<Q4K, 4>(&kr, a),
-            |a| dot::<Q4K, 1>(&kr, a),
-        );
+        match m - i {
+            7 => group::<Q4K, 7>(row, acts, i, n, dst),
+            6 => group::<Q4K, 6>(row, acts, i, n, dst),
+            5 => group::<Q4K, 5>(row, acts, i, n, dst),
+            4 => group::<Q4K, 4>(row, acts, i, n, dst),
+            3 => group::<Q4K, 3>(row, acts, i, n, dst),
+            2 => group::<Q4K, 2>(row, acts, i, n, dst),
+            1 => group::<Q4K, 1>(row, acts, i, n, dst),
+            _ => {}
+        }
     }
 }
 
-/// Each 32-bit lane's value `v` (|v| < 2^15) as the i16 pair `(v, v)`.
+/// Activation rows `i..i + R` against weight row `n`.
 #[target_feature(enable = "avx2,f16c")]
-fn pair16(v: __m256i) -> __m256i {
-    _mm256_or_si256(
-        _mm256_and_si256(v, _mm256_set1_epi32(0xFFFF)),
-        _mm256_slli_epi32::<16>(v),
-    )
-}
-
-/// Stores 8 i32 / 16 i16 lanes at `out[..]`, which must hold them.
-#[target_feature(enable = "avx2,f16c")]
-fn store<T>(out: &mut [T], v: __m256i) {
-    assert!(std::mem::size_of_val(out) >= 32);
-    // SAFETY: `out` holds at least 32 bytes (asserted).
-    unsafe { _mm256_storeu_si256(out.as_mut_ptr() as *mut _, v) }
-}
-
-#[target_feature(enable = "avx2,f16c")]
-fn unpack_q4_k(blk: &[u8], q: &mut [u8], scale: &mut [i16], corr: &mut [i32]) {
-    assert_eq!(blk.len(), q4_k::BLOCK_BYTES);
-    let nib = _mm256_set1_epi8(0x0F);
-    for c in 0..4 {
-        // SAFETY: qs bytes 32c..32c+32 lie inside the block (at +16).
-        let v = unsafe { _mm256_loadu_si256(blk.as_ptr().add(16 + 32 * c) as *const _) };
-        store(&mut q[64 * c..], _mm256_and_si256(v, nib));
-        store(
-            &mut q[64 * c + 32..],
-            _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib),
-        );
-    }
-    let (mut sc, mut mn) = ([0i32; 8], [0i32; 8]);
-    for j in 0..8 {
-        let (s, m) = q4_k::scale_min(j, &blk[4..16]);
-        (sc[j], mn[j]) = (i32::from(s), i32::from(m));
-    }
-    // SAFETY: 32-byte loads from 8-element i32 arrays.
-    let (sc, mn) = unsafe {
-        (
-            pair16(_mm256_loadu_si256(sc.as_ptr() as *const _)),
-            _mm256_loadu_si256(mn.as_ptr() as *const _),
-        )
+fn group<const Q4K: bool, const R: usize>(
+    row: &[u8],
+    acts: &Acts<'_>,
+    i: usize,
+    n: usize,
+    dst: &mut Cols<'_>,
+) {
+    let a: [Q8Row<'_>; R] = std::array::from_fn(|r| acts.q8(i + r));
+    let out = if Q4K {
+        dot_q4_k(row, &a)
+    } else {
+        dot_q6_k(row, &a)
     };
-    for j in 0..8 {
-        let v = _mm256_permutevar8x32_epi32(sc, _mm256_set1_epi32(j as i32));
-        store(&mut scale[16 * j..], v);
+    for (r, v) in out.into_iter().enumerate() {
+        dst.put(i + r, n, v);
     }
-    // Per-16 sum l belongs to sub-block l / 2.
-    let lo = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
-    let hi = _mm256_add_epi32(lo, _mm256_set1_epi32(4));
-    store(&mut corr[..8], _mm256_permutevar8x32_epi32(mn, lo));
-    store(&mut corr[8..], _mm256_permutevar8x32_epi32(mn, hi));
 }
 
-#[target_feature(enable = "avx2,f16c")]
-fn unpack_q6_k(blk: &[u8], q: &mut [u8], scale: &mut [i16], corr: &mut [i32]) {
-    assert_eq!(blk.len(), q6_k::BLOCK_BYTES);
-    let (nib, top) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
-    for h in 0..2 {
-        // SAFETY: ql (0..128) and qh (128..192) lie inside the block.
-        let (ql0, ql1, qh) = unsafe {
-            let p = blk.as_ptr();
-            (
-                _mm256_loadu_si256(p.add(64 * h) as *const _),
-                _mm256_loadu_si256(p.add(64 * h + 32) as *const _),
-                _mm256_loadu_si256(p.add(128 + 32 * h) as *const _),
-            )
-        };
-        // Bits 2i..2i+2 of qh, moved to bits 4..6 (the shifts are 16-bit,
-        // but the mask keeps only bits that came from the same byte).
-        let hi = [
-            _mm256_and_si256(_mm256_slli_epi16::<4>(qh), top),
-            _mm256_and_si256(_mm256_slli_epi16::<2>(qh), top),
-            _mm256_and_si256(qh, top),
-            _mm256_and_si256(_mm256_srli_epi16::<2>(qh), top),
-        ];
-        let lo = [
-            _mm256_and_si256(ql0, nib),
-            _mm256_and_si256(ql1, nib),
-            _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), nib),
-            _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), nib),
-        ];
-        for i in 0..4 {
-            store(&mut q[128 * h + 32 * i..], _mm256_or_si256(lo[i], hi[i]));
-        }
-    }
-    // SAFETY: the 16 scale bytes lie inside the block (192..208).
-    let sc = unsafe { _mm_loadu_si128(blk.as_ptr().add(192) as *const _) };
-    let sc = [
-        _mm256_cvtepi8_epi32(sc),
-        _mm256_cvtepi8_epi32(_mm_srli_si128::<8>(sc)),
-    ];
-    let pairs = sc.map(|v| pair16(v));
-    // Register j (values 32j..32j+32) covers groups 2j (low half) and 2j + 1.
-    for j in 0..8 {
-        let g = 2 * (j as i32 % 4);
-        let idx = _mm256_setr_epi32(g, g, g, g, g + 1, g + 1, g + 1, g + 1);
-        store(
-            &mut scale[16 * j..],
-            _mm256_permutevar8x32_epi32(pairs[j / 4], idx),
-        );
-    }
-    store(&mut corr[..8], _mm256_slli_epi32::<5>(sc[0]));
-    store(&mut corr[8..], _mm256_slli_epi32::<5>(sc[1]));
-}
-
-/// Dots of an unpacked weight row with `R` activation rows; each result is
-/// computed exactly as if alone.
-#[target_feature(enable = "avx2,f16c")]
-fn dot<const Q4K: bool, const R: usize>(w: &KRow<'_>, a: &[Q8Row<'_>; R]) -> [f32; R] {
-    let nb = w.nb;
-    assert!(w.q.len() >= 256 * nb && w.scale.len() >= 128 * nb && w.corr.len() >= 16 * nb);
-    assert!(w.d.len() >= nb && w.dmin.len() >= nb);
+/// Checks that every activation row covers `nb` super-blocks.
+fn check_rows<const R: usize>(a: &[Q8Row<'_>; R], nb: usize) {
     for r in a {
         assert!(r.q.len() == 256 * nb && r.sums.len() == 16 * nb && r.d.len() == nb);
     }
-    let mut lanes = [[0.0f32; BLOCK_LANES]; R];
-    for b in 0..nb {
+}
+
+/// Shuffle masks broadcasting i16 lane `k` of each 128-bit half over it.
+#[target_feature(enable = "avx2,f16c")]
+fn broadcast_i16_mask(lo: i8, hi: i8) -> __m256i {
+    let (l0, l1, h0, h1) = (2 * lo, 2 * lo + 1, 2 * hi, 2 * hi + 1);
+    _mm256_setr_epi8(
+        l0, l1, l0, l1, l0, l1, l0, l1, l0, l1, l0, l1, l0, l1, l0, l1, h0, h1, h0, h1, h0, h1, h0,
+        h1, h0, h1, h0, h1, h0, h1, h0, h1,
+    )
+}
+
+/// The 8 scales and 8 mins of a Q4_K block from its 12 packed bytes, as
+/// two little-endian u64 of one byte each (the rule in `q4_k::scale_min`,
+/// applied to four bytes at a time).
+#[inline(always)]
+fn q4_k_scales_mins(s: &[u8]) -> (u64, u64) {
+    let word = |k: usize| u32::from_le_bytes([s[4 * k], s[4 * k + 1], s[4 * k + 2], s[4 * k + 3]]);
+    let (w0, w1, w2) = (word(0), word(1), word(2));
+    let (low6, low4, top2) = (0x3F3F_3F3F, 0x0F0F_0F0F, 0x0303_0303);
+    let sc_lo = w0 & low6;
+    let mn_lo = w1 & low6;
+    let sc_hi = (w2 & low4) | (((w0 >> 6) & top2) << 4);
+    let mn_hi = ((w2 >> 4) & low4) | (((w1 >> 6) & top2) << 4);
+    (
+        u64::from(sc_lo) | (u64::from(sc_hi) << 32),
+        u64::from(mn_lo) | (u64::from(mn_hi) << 32),
+    )
+}
+
+#[target_feature(enable = "avx2,f16c")]
+fn dot_q4_k<const R: usize>(w: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R] {
+    let nb = w.len() / q4_k::BLOCK_BYTES;
+    check_rows(a, nb);
+    let nib = _mm256_set1_epi8(0x0F);
+    // Sub-block 2c lies in the low nibbles of chunk c, 2c + 1 in the high.
+    let spread: [__m256i; 8] = std::array::from_fn(|j| broadcast_i16_mask(j as i8, j as i8));
+    // Per-16 sum l belongs to sub-block l / 2.
+    let corr_lo = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+    let corr_hi = _mm256_add_epi32(corr_lo, _mm256_set1_epi32(4));
+    let mut lanes = RowLanes::new();
+    for (b, blk) in w.chunks_exact(q4_k::BLOCK_BYTES).enumerate() {
+        let (d, dmin) = f16_pair(blk);
+        let (sc, mn) = q4_k_scales_mins(&blk[4..16]);
+        let sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64)));
+        let mn = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(mn as i64));
+        let (c0, c1) = (
+            _mm256_permutevar8x32_epi32(mn, corr_lo),
+            _mm256_permutevar8x32_epi32(mn, corr_hi),
+        );
         let mut acc = [_mm256_setzero_si256(); R];
-        // SAFETY: block b's entries lie inside every array (asserted above).
-        unsafe {
-            for j in 0..8 {
-                let wv = _mm256_loadu_si256(w.q.as_ptr().add(256 * b + 32 * j) as *const _);
-                let sv = _mm256_loadu_si256(w.scale.as_ptr().add(128 * b + 16 * j) as *const _);
-                for (r, acc) in a.iter().zip(acc.iter_mut()) {
-                    let xv = _mm256_loadu_si256(r.q.as_ptr().add(256 * b + 32 * j) as *const _);
-                    let pairs = _mm256_maddubs_epi16(wv, xv);
-                    *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(pairs, sv));
-                }
-            }
-            let cp = w.corr.as_ptr().add(16 * b);
-            let (c0, c1) = (
-                _mm256_loadu_si256(cp as *const _),
-                _mm256_loadu_si256(cp.add(8) as *const _),
-            );
-            for ((r, acc), l) in a.iter().zip(acc).zip(lanes.iter_mut()) {
-                let sp = r.sums.as_ptr().add(16 * b);
-                let corr = _mm256_add_epi32(
-                    _mm256_mullo_epi32(_mm256_loadu_si256(sp as *const _), c0),
-                    _mm256_mullo_epi32(_mm256_loadu_si256(sp.add(8) as *const _), c1),
-                );
-                let (isum, csum) = reduce_pair(acc, corr);
-                l[b % BLOCK_LANES] += if Q4K {
-                    isum as f32 * (w.d[b] * r.d[b]) - csum as f32 * (w.dmin[b] * r.d[b])
-                } else {
-                    (isum - csum) as f32 * (w.d[b] * r.d[b])
+        for c in 0..4 {
+            // SAFETY: qs bytes 32c..32c+32 lie inside the block (at +16).
+            let v = unsafe { _mm256_loadu_si256(blk.as_ptr().add(16 + 32 * c) as *const _) };
+            let lo = _mm256_and_si256(v, nib);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib);
+            let s_lo = _mm256_shuffle_epi8(sc, spread[2 * c]);
+            let s_hi = _mm256_shuffle_epi8(sc, spread[2 * c + 1]);
+            for (r, acc) in a.iter().zip(acc.iter_mut()) {
+                // SAFETY: values 256b + 64c .. +64 lie inside every row
+                // (`check_rows`).
+                let (x0, x1) = unsafe {
+                    let p = r.q.as_ptr().add(256 * b + 64 * c);
+                    (
+                        _mm256_loadu_si256(p as *const _),
+                        _mm256_loadu_si256(p.add(32) as *const _),
+                    )
                 };
+                let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), s_lo);
+                let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), s_hi);
+                *acc = _mm256_add_epi32(*acc, _mm256_add_epi32(p0, p1));
             }
         }
+        let msum: [__m256i; R] = std::array::from_fn(|r| block_sums_times(&a[r], b, c0, c1));
+        let ad = row_scales(a, b);
+        // isum · (d · ad) - msum · (dmin · ad), as the reference rounds it.
+        let v = _mm256_sub_ps(
+            _mm256_mul_ps(
+                _mm256_cvtepi32_ps(row_totals(&acc)),
+                _mm256_mul_ps(_mm256_set1_ps(d), ad),
+            ),
+            _mm256_mul_ps(
+                _mm256_cvtepi32_ps(row_totals(&msum)),
+                _mm256_mul_ps(_mm256_set1_ps(dmin), ad),
+            ),
+        );
+        lanes.add(b, v);
     }
-    lanes.map(fold)
+    lanes.fold()
+}
+
+#[target_feature(enable = "avx2,f16c")]
+fn dot_q6_k<const R: usize>(w: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R] {
+    let nb = w.len() / q6_k::BLOCK_BYTES;
+    check_rows(a, nb);
+    let (nib, top) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
+    // Register i of a half covers groups 2i (low 128 bits) and 2i + 1.
+    let spread: [__m256i; 4] =
+        std::array::from_fn(|i| broadcast_i16_mask(2 * i as i8, 2 * i as i8 + 1));
+    let mut lanes = RowLanes::new();
+    for (b, blk) in w.chunks_exact(q6_k::BLOCK_BYTES).enumerate() {
+        let d = f16_one(&blk[208..]);
+        // SAFETY: the 16 scale bytes lie inside the block (192..208).
+        let sc8 = unsafe { _mm_loadu_si128(blk.as_ptr().add(192) as *const _) };
+        let sc = _mm256_cvtepi8_epi16(sc8);
+        // The +32 offset, taken back per group of 16 as 32 · scale · sum.
+        let c0 = _mm256_slli_epi32::<5>(_mm256_cvtepi8_epi32(sc8));
+        let c1 = _mm256_slli_epi32::<5>(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(sc8)));
+        let mut acc = [_mm256_setzero_si256(); R];
+        for h in 0..2 {
+            // SAFETY: ql (0..128) and qh (128..192) lie inside the block.
+            let (ql0, ql1, qh) = unsafe {
+                let p = blk.as_ptr();
+                (
+                    _mm256_loadu_si256(p.add(64 * h) as *const _),
+                    _mm256_loadu_si256(p.add(64 * h + 32) as *const _),
+                    _mm256_loadu_si256(p.add(128 + 32 * h) as *const _),
+                )
+            };
+            // Bits 2i..2i+2 of qh, moved to bits 4..6 (the shifts are 16-bit,
+            // but the mask keeps only bits that came from the same byte).
+            let q = [
+                _mm256_or_si256(
+                    _mm256_and_si256(ql0, nib),
+                    _mm256_and_si256(_mm256_slli_epi16::<4>(qh), top),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(ql1, nib),
+                    _mm256_and_si256(_mm256_slli_epi16::<2>(qh), top),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), nib),
+                    _mm256_and_si256(qh, top),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), nib),
+                    _mm256_and_si256(_mm256_srli_epi16::<2>(qh), top),
+                ),
+            ];
+            // Groups 8h..8h+8 in both 128-bit halves.
+            let half = if h == 0 {
+                _mm256_permute2x128_si256::<0x00>(sc, sc)
+            } else {
+                _mm256_permute2x128_si256::<0x11>(sc, sc)
+            };
+            for (i, qv) in q.iter().enumerate() {
+                let s = _mm256_shuffle_epi8(half, spread[i]);
+                for (r, acc) in a.iter().zip(acc.iter_mut()) {
+                    // SAFETY: values 256b + 128h + 32i .. +32 lie inside
+                    // every row (`check_rows`).
+                    let x = unsafe {
+                        _mm256_loadu_si256(r.q.as_ptr().add(256 * b + 128 * h + 32 * i) as *const _)
+                    };
+                    let p = _mm256_madd_epi16(_mm256_maddubs_epi16(*qv, x), s);
+                    *acc = _mm256_add_epi32(*acc, p);
+                }
+            }
+        }
+        let net: [__m256i; R] =
+            std::array::from_fn(|r| _mm256_sub_epi32(acc[r], block_sums_times(&a[r], b, c0, c1)));
+        let scale = _mm256_mul_ps(_mm256_set1_ps(d), row_scales(a, b));
+        lanes.add(
+            b,
+            _mm256_mul_ps(_mm256_cvtepi32_ps(row_totals(&net)), scale),
+        );
+    }
+    lanes.fold()
+}
+
+/// The f16 values in the first four bytes of `b`, widened.
+#[target_feature(enable = "avx2,f16c")]
+fn f16_pair(b: &[u8]) -> (f32, f32) {
+    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from_le_bytes([
+        b[0], b[1], b[2], b[3],
+    ])));
+    (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
+}
+
+/// The f16 value in the first two bytes of `b`, widened.
+#[target_feature(enable = "avx2,f16c")]
+fn f16_one(b: &[u8]) -> f32 {
+    let bits = u16::from_le_bytes([b[0], b[1]]);
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+}
+
+/// Row `r`'s 16 per-16 sums of super-block `b` times the factors `c0`
+/// (sums 0..8) and `c1` (sums 8..16), lane by lane.
+#[target_feature(enable = "avx2,f16c")]
+fn block_sums_times(r: &Q8Row<'_>, b: usize, c0: __m256i, c1: __m256i) -> __m256i {
+    assert!(r.sums.len() >= 16 * (b + 1));
+    // SAFETY: sums 16b..16b+16 lie inside the row (asserted).
+    unsafe {
+        let sp = r.sums.as_ptr().add(16 * b);
+        _mm256_add_epi32(
+            _mm256_mullo_epi32(_mm256_loadu_si256(sp as *const _), c0),
+            _mm256_mullo_epi32(_mm256_loadu_si256(sp.add(8) as *const _), c1),
+        )
+    }
+}
+
+/// The lane totals of up to eight rows' vectors, row `r` in lane `r` (lanes
+/// past `R` are 0). Integer sums are exact in any order.
+#[target_feature(enable = "avx2,f16c")]
+fn row_totals<const R: usize>(v: &[__m256i; R]) -> __m256i {
+    const { assert!(R >= 1 && R <= MAX_ROWS) };
+    if R == 1 {
+        let h = _mm_add_epi32(
+            _mm256_castsi256_si128(v[0]),
+            _mm256_extracti128_si256::<1>(v[0]),
+        );
+        let h = _mm_hadd_epi32(h, h);
+        return _mm256_castsi128_si256(_mm_hadd_epi32(h, h));
+    }
+    let get = |r: usize| if r < R { v[r] } else { _mm256_setzero_si256() };
+    // Two rounds of pair sums leave each row's sum over lanes 0..4 in the
+    // low half and over lanes 4..8 in the high half, row r at position r % 4.
+    let quarter = |r: usize| {
+        _mm256_hadd_epi32(
+            _mm256_hadd_epi32(get(r), get(r + 1)),
+            _mm256_hadd_epi32(get(r + 2), get(r + 3)),
+        )
+    };
+    let (q0, q1) = if R > 4 {
+        (quarter(0), quarter(4))
+    } else {
+        (quarter(0), _mm256_setzero_si256())
+    };
+    _mm256_add_epi32(
+        _mm256_permute2x128_si256::<0x20>(q0, q1),
+        _mm256_permute2x128_si256::<0x31>(q0, q1),
+    )
+}
+
+/// The activation scales of super-block `b`, row `r` in lane `r`.
+#[target_feature(enable = "avx2,f16c")]
+fn row_scales<const R: usize>(a: &[Q8Row<'_>; R], b: usize) -> __m256 {
+    let d: [f32; MAX_ROWS] = std::array::from_fn(|r| if r < R { a[r].d[b] } else { 0.0 });
+    // SAFETY: `d` holds eight floats.
+    unsafe { _mm256_loadu_ps(d.as_ptr()) }
+}
+
+/// The reference's 16 block lanes of up to eight rows, kept transposed
+/// (lane `l` of every row in one register) so that a block's contributions
+/// for all rows are added in one instruction, in the reference's order.
+struct RowLanes([__m256; BLOCK_LANES]);
+
+impl RowLanes {
+    #[target_feature(enable = "avx2,f16c")]
+    fn new() -> Self {
+        RowLanes([_mm256_setzero_ps(); BLOCK_LANES])
+    }
+
+    /// Adds block `b`'s contributions (row `r` in lane `r`).
+    #[target_feature(enable = "avx2,f16c")]
+    fn add(&mut self, b: usize, v: __m256) {
+        let l = &mut self.0[b % BLOCK_LANES];
+        *l = _mm256_add_ps(*l, v);
+    }
+
+    /// Each row's lanes folded by halving, as `lanes::fold` does.
+    #[target_feature(enable = "avx2,f16c")]
+    fn fold<const R: usize>(mut self) -> [f32; R] {
+        let mut w = BLOCK_LANES / 2;
+        while w > 0 {
+            for i in 0..w {
+                self.0[i] = _mm256_add_ps(self.0[i], self.0[i + w]);
+            }
+            w /= 2;
+        }
+        let mut out = [0.0f32; MAX_ROWS];
+        // SAFETY: `out` holds eight floats.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), self.0[0]) };
+        std::array::from_fn(|r| out[r])
+    }
 }

@@ -40,7 +40,7 @@ fn rows_with(w: &Tensor, acts: &Acts<'_>, rows: Range<usize>, dst: &mut Cols<'_>
     match w.qtype {
         QType::F32 | QType::F16 | QType::BF16 => float::rows(w, acts, rows, dst),
         QType::Q8_0 | QType::Q4_1 | QType::Q5_0 => grouped::rows(w, acts, rows, dst, s),
-        QType::Q4K | QType::Q6K => kquant::rows(w, acts, rows, dst, s),
+        QType::Q4K | QType::Q6K => kquant::rows(w, acts, rows, dst),
     }
 }
 
@@ -65,14 +65,4 @@ fn fold8(v: __m256) -> f32 {
 #[target_feature(enable = "avx2,f16c")]
 fn fold16(lo: __m256, hi: __m256) -> f32 {
     fold8(_mm256_add_ps(lo, hi))
-}
-
-/// Lane totals of two integer vectors, sharing the shuffles.
-#[target_feature(enable = "avx2,f16c")]
-fn reduce_pair(a: __m256i, b: __m256i) -> (i32, i32) {
-    // [a01 a23 b01 b23 | a45 a67 b45 b67], halves added, then pairs again.
-    let s = _mm256_hadd_epi32(a, b);
-    let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
-    let s = _mm_hadd_epi32(s, s);
-    (_mm_cvtsi128_si32(s), _mm_extract_epi32::<1>(s))
 }
