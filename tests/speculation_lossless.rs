@@ -13,23 +13,25 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crossbeam::channel::bounded;
 use specbatch::backend::cpu::dense::CpuDenseExecutor;
 use specbatch::backend::cpu::dsv4::CpuDsv4Executor;
-use specbatch::backend::executor::Executor;
+use specbatch::backend::executor::{BackendError, Executor};
 use specbatch::engine::draft_model::{DraftCosts, DraftModel};
 use specbatch::engine::drafter::{Drafter, NgramDrafters};
 use specbatch::engine::dspark_drafter::DsparkDrafter;
 use specbatch::engine::runner::{Engine, EngineConfig, EngineCounters, Request};
 use specbatch::engine::sampler::SamplingParams;
+use specbatch::engine::scheduler::SeqId;
 use specbatch::engine::speculation::{SpeculationConfig, Speculator};
 use specbatch::io::row::{RowKey, RowResult};
 use specbatch::model::dsv4::forward::Dsv4Model;
 use specbatch::model::dsv4::precision::Precision;
 use specbatch::model::load::{LoadedModel, ModelWeights, load_model};
-use specbatch::spec::SpsTable;
+use specbatch::spec::{Draft, SpsTable, TokenDist};
 use specbatch::text::{ReasoningMode, TextTokenizer};
 
 const BLOCK: usize = 16;
@@ -55,8 +57,18 @@ fn prompts() -> Vec<String> {
 /// A row's text, draft tokens proposed and draft tokens accepted.
 type Row = (String, u32, u32);
 
-/// Runs every prompt through one engine on `exec`, `max_new_tokens` each;
-/// returns the rows in prompt order.
+/// Greedy decoding (the seed is unused).
+fn greedy(_row: usize) -> SamplingParams {
+    SamplingParams {
+        temperature: 0.0,
+        top_p: 1.0,
+        top_k: 0,
+        seed: 1,
+    }
+}
+
+/// Runs every prompt through one engine on `exec`, `max_new_tokens` each,
+/// greedily; returns the rows in prompt order.
 fn run<E: Executor>(
     exec: E,
     tok: &TextTokenizer,
@@ -64,6 +76,27 @@ fn run<E: Executor>(
     max_new_tokens: usize,
     speculator: Option<Speculator>,
     max_running: usize,
+) -> Vec<Row> {
+    run_sampled(
+        exec,
+        tok,
+        prompts,
+        max_new_tokens,
+        speculator,
+        max_running,
+        greedy,
+    )
+}
+
+/// [`run`] with row `i` sampled by `sampling(i)`.
+fn run_sampled<E: Executor>(
+    exec: E,
+    tok: &TextTokenizer,
+    prompts: &[Vec<u32>],
+    max_new_tokens: usize,
+    speculator: Option<Speculator>,
+    max_running: usize,
+    sampling: fn(usize) -> SamplingParams,
 ) -> Vec<Row> {
     let cfg = EngineConfig {
         max_running,
@@ -76,8 +109,9 @@ fn run<E: Executor>(
     if let Some(s) = speculator {
         engine = engine.with_speculation(s);
     }
-    let (req_tx, req_rx) = bounded(64);
-    let (out_tx, out_rx) = bounded::<RowResult>(64);
+    // Every request is queued and every result held before anyone reads.
+    let (req_tx, req_rx) = bounded(prompts.len());
+    let (out_tx, out_rx) = bounded::<RowResult>(prompts.len());
     for (i, p) in prompts.iter().enumerate() {
         req_tx
             .send(Request {
@@ -89,12 +123,7 @@ fn run<E: Executor>(
                 },
                 prompt: p.clone(),
                 max_new_tokens,
-                sampling: SamplingParams {
-                    temperature: 0.0,
-                    top_p: 1.0,
-                    top_k: 0,
-                    seed: 1,
-                },
+                sampling: sampling(i),
                 reasoning: ReasoningMode::NonThink,
                 pass_through: Vec::new(),
                 group: None,
@@ -335,4 +364,185 @@ fn an_ngram_job_writes_what_the_plain_job_writes() {
         serde_json::from_slice(&std::fs::read(plain.join("manifest.json")).unwrap()).unwrap();
     assert!(plain_manifest.get("speculation").is_none());
     eprintln!("quickstart with ngram: {accepted} of {proposed} draft tokens accepted; {s}");
+}
+
+/// Row `i` samples at temperature 1 from the two likeliest tokens, with its
+/// own seed.
+fn top2(i: usize) -> SamplingParams {
+    SamplingParams {
+        temperature: 1.0,
+        top_p: 1.0,
+        top_k: 2,
+        seed: 1000 + i as u64,
+    }
+}
+
+/// [`top2`] at temperature 0.5: a different distribution, for the control.
+fn top2_sharper(i: usize) -> SamplingParams {
+    SamplingParams {
+        temperature: 0.5,
+        ..top2(i)
+    }
+}
+
+/// Pearson's chi-square statistic of homogeneity between two samples of
+/// outcomes, and its degrees of freedom (outcomes seen, minus one).
+fn chi_square_two_samples(a: &[String], b: &[String]) -> (f64, usize) {
+    let mut counts: std::collections::BTreeMap<&str, (f64, f64)> = Default::default();
+    for x in a {
+        counts.entry(x).or_default().0 += 1.0;
+    }
+    for x in b {
+        counts.entry(x).or_default().1 += 1.0;
+    }
+    let (na, nb) = (a.len() as f64, b.len() as f64);
+    let stat = counts
+        .values()
+        .map(|&(ca, cb)| {
+            let total = ca + cb;
+            let (ea, eb) = (total * na / (na + nb), total * nb / (na + nb));
+            (ca - ea).powi(2) / ea + (cb - eb).powi(2) / eb
+        })
+        .sum();
+    (stat, counts.len() - 1)
+}
+
+/// The chi-square critical value at significance 0.001 for `df` degrees of
+/// freedom (Wilson-Hilferty approximation, within 1% for df >= 3).
+fn critical_0_001(df: usize) -> f64 {
+    let k = df as f64;
+    let z = 3.090_232; // the standard normal's 0.999 quantile
+    let t = 1.0 - 2.0 / (9.0 * k) + z * (2.0 / (9.0 * k)).sqrt();
+    k * t.powi(3)
+}
+
+/// Drafts tokens drawn uniformly from a fixed set, with that uniform
+/// distribution as the draft distribution: unlike a copy of the context, its
+/// drafts are often tokens the target would rarely or never sample, so the
+/// accept test, the residual draw after a rejection and the bonus all run.
+struct UniformDrafter {
+    tokens: Vec<u32>,
+    /// Per row, a random stream (splitmix64 state).
+    rows: HashMap<SeqId, u64>,
+}
+
+impl UniformDrafter {
+    fn new(tokens: Vec<u32>) -> UniformDrafter {
+        UniformDrafter {
+            tokens,
+            rows: HashMap::new(),
+        }
+    }
+}
+
+impl Drafter for UniformDrafter {
+    fn admit(&mut self, id: SeqId, _prompt: &[u32], _max_new: usize, _s: &SamplingParams) {
+        self.rows.insert(id, id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    }
+
+    fn draft(
+        &mut self,
+        rows: &[(SeqId, usize)],
+        _target: &mut dyn Executor,
+    ) -> Result<Vec<(SeqId, Draft)>, BackendError> {
+        let q = TokenDist::from_weights(self.tokens.iter().map(|&t| (t, 1.0)).collect()).unwrap();
+        let mut out = Vec::new();
+        for &(id, max_len) in rows {
+            let Some(state) = self.rows.get_mut(&id) else {
+                continue;
+            };
+            let mut draft = Draft::default();
+            for _ in 0..max_len.min(3) {
+                *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let z = (*state ^ (*state >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                let token = self.tokens[(z >> 33) as usize % self.tokens.len()];
+                draft.push(token, 0.5, q.clone());
+            }
+            out.push((id, draft));
+        }
+        Ok(out)
+    }
+
+    fn record(&mut self, _id: SeqId, _verified: usize, _accepted: usize) {}
+
+    fn extend(&mut self, _id: SeqId, _token: u32) {}
+
+    fn release(&mut self, id: SeqId) {
+        self.rows.remove(&id);
+    }
+}
+
+/// Sampling with speculation is lossless in distribution, end to end in the
+/// engine: many rows of one prompt, each sampling four tokens from the two
+/// likeliest at temperature 1 with its own seed, give the same distribution
+/// of continuations with speculation as without (a two-sample chi-square
+/// test at significance 0.001; the seeds are fixed, so the test is
+/// deterministic). The control: the same test tells apart plain sampling at
+/// temperature 1 and at 0.5, so it has the power to see a skewed
+/// distribution.
+///
+/// Two drafters. The uniform drafter's drafts mostly fail the accept test or
+/// are tokens the target cannot emit, so rows take residual draws and
+/// differ from their plain runs seed for seed: only the distribution can
+/// agree. The n-gram drafter copies the prompt's phrase; when its
+/// (deterministic) draft is the target's likeliest token, the accept test
+/// and plain sampling make the same decision with the same uniform, so its
+/// rows mostly match their plain runs exactly.
+#[test]
+fn sampled_output_with_speculation_has_the_distribution_of_plain_sampling() {
+    const ROWS: usize = 1000;
+    let m = load_model(&common::model_path(common::SMOLLM2)).unwrap();
+    let exec = || {
+        let w = load_model(&m.path).unwrap().weights.into_dense();
+        CpuDenseExecutor::new(w.expect("dense model"), 64 << 20, BLOCK)
+    };
+    let mut prompt = m
+        .tokenizer
+        .encode(
+            "<|im_start|>user\nSay 'the quick brown fox jumps over the lazy dog' five \
+             times.<|im_end|>\n<|im_start|>assistant\nthe quick brown fox jumps over the lazy \
+             dog, the quick brown fox jumps over the lazy dog, the quick",
+        )
+        .unwrap();
+    // All but the last token in whole KV blocks: every row after the first
+    // attaches to the shared prefix and computes one token before sampling.
+    prompt.drain(..(prompt.len() - 1) % BLOCK);
+    let mut phrase: Vec<u32> = prompt[prompt.len() - 12..].to_vec();
+    phrase.sort_unstable();
+    phrase.dedup();
+    let prompts = vec![prompt; ROWS];
+    let sample = |s: Option<Speculator>, sampling: fn(usize) -> SamplingParams| {
+        run_sampled(exec(), &m.tokenizer, &prompts, 4, s, 64, sampling)
+    };
+    let texts = |rows: &[Row]| -> Vec<String> { rows.iter().map(|r| r.0.clone()).collect() };
+    let plain = texts(&sample(None, top2));
+    let control = texts(&sample(None, top2_sharper));
+    let (stat, df) = chi_square_two_samples(&plain, &control);
+    eprintln!("control, temperature 1 vs 0.5: chi-square {stat:.1}, {df} df");
+    assert!(
+        stat > critical_0_001(df),
+        "the test cannot see a skewed distribution"
+    );
+    let drafters: [(&str, Box<dyn Drafter>); 2] = [
+        ("uniform", Box::new(UniformDrafter::new(phrase))),
+        ("ngram", ngram()),
+    ];
+    for (name, drafter) in drafters {
+        let rows = sample(Some(speculator(drafter)), top2);
+        let proposed: u32 = rows.iter().map(|r| r.1).sum();
+        let accepted: u32 = rows.iter().map(|r| r.2).sum();
+        let spec = texts(&rows);
+        let differ = spec.iter().zip(&plain).filter(|(a, b)| a != b).count();
+        let (stat, df) = chi_square_two_samples(&plain, &spec);
+        eprintln!(
+            "{name}: {accepted} of {proposed} draft tokens accepted, {differ} of {ROWS} rows \
+             differ from their plain run; chi-square {stat:.1}, {df} df (critical {:.1})",
+            critical_0_001(df)
+        );
+        assert!(
+            accepted > 0 && accepted < proposed,
+            "{name}: {accepted} of {proposed}"
+        );
+        assert!(stat < critical_0_001(df), "{name}: {stat:.1} with {df} df");
+    }
 }

@@ -209,8 +209,8 @@ impl<E: Executor> DraftModel<E> {
             return false;
         }
         let lag: usize = rows.iter().map(|r| r.history.len() - r.fed).sum();
-        let catch_up = seconds_for(&self.costs.draft, lag)
-            - seconds_for(&self.costs.draft, rows.len());
+        let catch_up =
+            seconds_for(&self.costs.draft, lag) - seconds_for(&self.costs.draft, rows.len());
         let left: usize = rows
             .iter()
             .map(|r| r.end.saturating_sub(r.history.len()))

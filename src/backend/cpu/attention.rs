@@ -112,6 +112,43 @@ fn axpy_tile(acc: &mut [f32; TILE], x: f32, row: &[f32]) {
 /// dimension. A tile of positions accumulates in registers over all
 /// dimensions before it is stored.
 fn scores_into(q: &[f32], k_cols: &[f32], n: usize, scale: f32, s: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { scores_avx2(q, k_cols, n, scale, s) };
+        return;
+    }
+    scores_portable(q, k_cols, n, scale, s);
+}
+
+/// `o[d] += Σ_p w[p] · v[p][d]`, the sum taken in position order; `v` is
+/// position-major with `o.len()` dimensions per position.
+fn weighted_sum_into(w: &[f32], v: &[f32], o: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { weighted_sum_avx2(w, v, o) };
+        return;
+    }
+    weighted_sum_portable(w, v, o);
+}
+
+// The AVX2 builds compile the portable loops with wider vectors; Rust never
+// contracts `a * b + c` into an FMA, so every build gives the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn scores_avx2(q: &[f32], k_cols: &[f32], n: usize, scale: f32, s: &mut [f32]) {
+    scores_portable(q, k_cols, n, scale, s);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn weighted_sum_avx2(w: &[f32], v: &[f32], o: &mut [f32]) {
+    weighted_sum_portable(w, v, o);
+}
+
+#[inline(always)]
+fn scores_portable(q: &[f32], k_cols: &[f32], n: usize, scale: f32, s: &mut [f32]) {
     for (t, tile) in s.chunks_mut(TILE).enumerate() {
         let p0 = t * TILE;
         // -0.0 is the additive identity: each sum starts at exactly q0·k0.
@@ -125,9 +162,8 @@ fn scores_into(q: &[f32], k_cols: &[f32], n: usize, scale: f32, s: &mut [f32]) {
     }
 }
 
-/// `o[d] += Σ_p w[p] · v[p][d]`, the sum taken in position order; `v` is
-/// position-major with `o.len()` dimensions per position.
-fn weighted_sum_into(w: &[f32], v: &[f32], o: &mut [f32]) {
+#[inline(always)]
+fn weighted_sum_portable(w: &[f32], v: &[f32], o: &mut [f32]) {
     let hd = o.len();
     for (t, tile) in o.chunks_mut(TILE).enumerate() {
         let d0 = t * TILE;
