@@ -68,28 +68,8 @@ fn greedy(_row: usize) -> SamplingParams {
 }
 
 /// Runs every prompt through one engine on `exec`, `max_new_tokens` each,
-/// greedily; returns the rows in prompt order.
+/// row `i` sampled by `sampling(i)`; returns the rows in prompt order.
 fn run<E: Executor>(
-    exec: E,
-    tok: &TextTokenizer,
-    prompts: &[Vec<u32>],
-    max_new_tokens: usize,
-    speculator: Option<Speculator>,
-    max_running: usize,
-) -> Vec<Row> {
-    run_sampled(
-        exec,
-        tok,
-        prompts,
-        max_new_tokens,
-        speculator,
-        max_running,
-        greedy,
-    )
-}
-
-/// [`run`] with row `i` sampled by `sampling(i)`.
-fn run_sampled<E: Executor>(
     exec: E,
     tok: &TextTokenizer,
     prompts: &[Vec<u32>],
@@ -203,7 +183,7 @@ fn greedy_output_with_ngram_speculation_equals_plain_decoding() {
         .map(|p| m.tokenizer.encode(p).unwrap())
         .collect();
     assert_lossless(
-        |s, n| run(exec(), &m.tokenizer, &prompts, 64, s, n),
+        |s, n| run(exec(), &m.tokenizer, &prompts, 64, s, n, greedy),
         ngram,
         20,
     );
@@ -239,7 +219,7 @@ fn greedy_output_with_a_draft_model_equals_plain_decoding() {
         Box::new(DraftModel::new(exec, BLOCK, 256, 5, costs))
     };
     assert_lossless(
-        |s, n| run(exec(), &m.tokenizer, &prompts, 40, s, n),
+        |s, n| run(exec(), &m.tokenizer, &prompts, 40, s, n, greedy),
         drafter,
         20,
     );
@@ -270,7 +250,11 @@ fn deepseek_v4_greedy_output_with_ngram_speculation_equals_plain_decoding() {
     let tok = model().1;
     let prompts = dsv4_prompts(&tok);
     let exec = |rows: usize| CpuDsv4Executor::new(model().0, 256 << 20, BLOCK, rows);
-    assert_lossless(|s, n| run(exec(n), &tok, &prompts, 300, s, n), ngram, 5);
+    assert_lossless(
+        |s, n| run(exec(n), &tok, &prompts, 300, s, n, greedy),
+        ngram,
+        5,
+    );
 }
 
 /// A DeepSeek-V4 checkpoint from `scripts/make_dsv4_checkpoints.sh`, with
@@ -306,7 +290,7 @@ fn deepseek_v4_greedy_output_with_dspark_equals_plain_decoding() {
     };
     let dspark = || -> Box<dyn Drafter> { Box::new(DsparkDrafter::default()) };
     assert_lossless(
-        |s, n| run(exec(n, s.is_some()), &tok, &prompts, 64, s, n),
+        |s, n| run(exec(n, s.is_some()), &tok, &prompts, 64, s, n, greedy),
         dspark,
         1,
     );
@@ -512,7 +496,7 @@ fn sampled_output_with_speculation_has_the_distribution_of_plain_sampling() {
     phrase.dedup();
     let prompts = vec![prompt; ROWS];
     let sample = |s: Option<Speculator>, sampling: fn(usize) -> SamplingParams| {
-        run_sampled(exec(), &m.tokenizer, &prompts, 4, s, 64, sampling)
+        run(exec(), &m.tokenizer, &prompts, 4, s, 64, sampling)
     };
     let texts = |rows: &[Row]| -> Vec<String> { rows.iter().map(|r| r.0.clone()).collect() };
     let plain = texts(&sample(None, top2));
