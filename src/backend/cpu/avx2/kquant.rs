@@ -10,8 +10,9 @@
 //! saturation) and `madd` with a vector of the sub-block scales, giving
 //! exact i32 partial sums; the per-16 activation sums times correction
 //! factors give the integer subtracted from them (Q4_K: the mins, Q6_K: the
-//! +32 offset). Block contributions go into scalar lanes exactly as in the
-//! reference, so results are bitwise the reference's.
+//! +32 offset). Block contributions go into the reference's 16 float lanes
+//! (held transposed, one register per lane with one row per element) in the
+//! reference's order, so results are bitwise the reference's.
 
 use std::arch::x86_64::*;
 use std::ops::Range;
