@@ -23,6 +23,7 @@ use specbatch::backend::executor::{BackendError, Executor};
 use specbatch::engine::draft_model::{DraftCosts, DraftModel};
 use specbatch::engine::drafter::{Drafter, NgramDrafters};
 use specbatch::engine::dspark_drafter::DsparkDrafter;
+use specbatch::engine::rng::Rng;
 use specbatch::engine::runner::{Engine, EngineConfig, EngineCounters, Request};
 use specbatch::engine::sampler::SamplingParams;
 use specbatch::engine::scheduler::SeqId;
@@ -406,8 +407,8 @@ fn critical_0_001(df: usize) -> f64 {
 /// accept test, the residual draw after a rejection and the bonus all run.
 struct UniformDrafter {
     tokens: Vec<u32>,
-    /// Per row, a random stream (splitmix64 state).
-    rows: HashMap<SeqId, u64>,
+    /// Per row, a random stream.
+    rows: HashMap<SeqId, Rng>,
 }
 
 impl UniformDrafter {
@@ -421,7 +422,7 @@ impl UniformDrafter {
 
 impl Drafter for UniformDrafter {
     fn admit(&mut self, id: SeqId, _prompt: &[u32], _max_new: usize, _s: &SamplingParams) {
-        self.rows.insert(id, id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        self.rows.insert(id, Rng::new(id));
     }
 
     fn draft(
@@ -432,14 +433,12 @@ impl Drafter for UniformDrafter {
         let q = TokenDist::from_weights(self.tokens.iter().map(|&t| (t, 1.0)).collect()).unwrap();
         let mut out = Vec::new();
         for &(id, max_len) in rows {
-            let Some(state) = self.rows.get_mut(&id) else {
+            let Some(rng) = self.rows.get_mut(&id) else {
                 continue;
             };
             let mut draft = Draft::default();
             for _ in 0..max_len.min(3) {
-                *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                let z = (*state ^ (*state >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                let token = self.tokens[(z >> 33) as usize % self.tokens.len()];
+                let token = self.tokens[(rng.next_u64() % self.tokens.len() as u64) as usize];
                 draft.push(token, 0.5, q.clone());
             }
             out.push((id, draft));
