@@ -2,6 +2,8 @@
 
 use std::sync::OnceLock;
 
+use crate::model::quant::ActLayout;
+
 /// A kernel family. All families compute bit-identical results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Isa {
@@ -40,6 +42,22 @@ impl Isa {
             Isa::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("f16c"),
             #[cfg(not(target_arch = "x86_64"))]
             Isa::Avx512 | Isa::Avx2 => false,
+        }
+    }
+
+    /// The order the family's kernels read `m` rows of Q8_0/Q8_1
+    /// activations in. AVX-512 dots 16 blocks per register from the group
+    /// layout. AVX2 dots natural-order blocks straight from the stored
+    /// weights for a decode or verify step, and unpacks weight rows into
+    /// the group layout for larger batches, where the unpacking pays for
+    /// itself.
+    pub fn act_layout(self, m: usize) -> ActLayout {
+        match self {
+            Isa::Scalar => ActLayout::Natural,
+            Isa::Avx512 => ActLayout::Grouped,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 if m <= super::avx2::MAX_ROWS => ActLayout::Natural,
+            Isa::Avx2 => ActLayout::Grouped,
         }
     }
 

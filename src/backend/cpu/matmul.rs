@@ -15,7 +15,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::isa::Isa;
-use crate::model::quant::{self, ActFormat, ActRow, Q8Row, QuantActs};
+use crate::model::quant::{self, ActFormat, ActLayout, ActRow, Q8Row, QuantActs};
 use crate::model::tensor::Tensor;
 
 thread_local! {
@@ -88,7 +88,7 @@ pub fn matmul_many_on(isa: Isa, ws: &[&Tensor], x: &[f32], m: usize, outs: &mut 
             bufs.resize_with(formats.len(), QuantActs::new);
         }
         for (f, b) in formats.iter().zip(bufs.iter_mut()) {
-            b.quantize(*f, x, cols);
+            b.quantize(*f, isa.act_layout(m), x, cols);
         }
         let acts: Vec<Acts<'_>> = ws
             .iter()
@@ -112,19 +112,27 @@ pub fn matmul_many_on(isa: Isa, ws: &[&Tensor], x: &[f32], m: usize, outs: &mut 
 /// Activation rows as the kernels see them, looked up once per call.
 pub(super) struct Acts<'a> {
     rows: Vec<ActRow<'a>>,
+    layout: ActLayout,
 }
 
 impl<'a> Acts<'a> {
     fn f32(x: &'a [f32], cols: usize) -> Self {
         Acts {
             rows: x.chunks_exact(cols).map(ActRow::F32).collect(),
+            layout: ActLayout::Natural,
         }
     }
 
     fn quantized(a: &'a QuantActs) -> Self {
         Acts {
             rows: (0..a.rows()).map(|i| ActRow::Q8(a.row(i))).collect(),
+            layout: a.layout(),
         }
+    }
+
+    /// The order of the quantized rows' 32-value blocks.
+    pub(super) fn layout(&self) -> ActLayout {
+        self.layout
     }
 
     #[inline(always)]

@@ -13,10 +13,12 @@
 //! for Q8_0/Q8_1, per 16 for Q8_K. Kernels use them to turn unsigned weight
 //! quants with an offset (Q8_0 + 128, Q5_0, Q6_K) back into signed dots.
 //!
-//! Layout: Q8_K rows are in natural order. Q8_0/Q8_1 rows are stored in
+//! Layout: Q8_K rows are in natural order. Q8_0/Q8_1 rows are in the
+//! layout the kernel family asks for ([`ActLayout`]): natural order, or
 //! groups of up to 16 blocks so that one 512-bit register holds 4 values of
-//! each of 16 blocks ([`group_pos`]): an int8 dot instruction then leaves
+//! each of 16 blocks ([`group_pos`]), where an int8 dot instruction leaves
 //! one block's partial sum per 32-bit lane and no horizontal sums are needed.
+//! The layout only permutes bytes, so every dot is the same either way.
 //! Quantizing a row depends only on that row.
 
 use half::f16;
@@ -55,6 +57,16 @@ impl ActFormat {
     }
 }
 
+/// How the quants of a Q8_0/Q8_1 row are ordered (Q8_K rows are always in
+/// natural order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ActLayout {
+    /// Value `v` of block `b` at byte `32b + v`.
+    Natural,
+    /// The 16-block groups of [`group_pos`].
+    Grouped,
+}
+
 /// Byte position of value `v` (0..32) of block `b` in a Q8_0/Q8_1 row of
 /// `nblocks` blocks. Blocks `16g..16g+n` (n = 16 except at the row's end)
 /// fill bytes `512g..512g+32n`: value group `v / 4` of every block, then the
@@ -70,6 +82,7 @@ pub fn group_pos(nblocks: usize, b: usize, v: usize) -> usize {
 #[derive(Debug, Clone)]
 pub struct QuantActs {
     format: ActFormat,
+    layout: ActLayout,
     rows: usize,
     cols: usize,
     q: Vec<i8>,
@@ -81,8 +94,10 @@ pub struct QuantActs {
 /// One quantized activation row.
 #[derive(Debug, Clone, Copy)]
 pub struct Q8Row<'a> {
-    /// Quants, `cols` bytes, in the format's layout.
+    /// Quants, `cols` bytes, in `layout` (see [`Q8Row::pos`]).
     pub q: &'a [i8],
+    /// The order of `q` for 32-value blocks.
+    pub layout: ActLayout,
     /// Scale per block.
     pub d: &'a [f32],
     /// Q8_1: f16-rounded `d * sum(q)` per block; empty for other formats.
@@ -101,6 +116,7 @@ impl QuantActs {
     pub fn new() -> Self {
         QuantActs {
             format: ActFormat::Q8_0,
+            layout: ActLayout::Natural,
             rows: 0,
             cols: 0,
             q: Vec::new(),
@@ -113,6 +129,10 @@ impl QuantActs {
         self.format
     }
 
+    pub fn layout(&self) -> ActLayout {
+        self.layout
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
     }
@@ -121,10 +141,11 @@ impl QuantActs {
         self.cols
     }
 
-    /// Quantizes the row-major `x` (rows of `cols` values) into `format`.
-    /// Panics if `format` is F32 or `x` is not whole rows of whole blocks:
-    /// callers derive both from a weight tensor's validated shape.
-    pub fn quantize(&mut self, format: ActFormat, x: &[f32], cols: usize) {
+    /// Quantizes the row-major `x` (rows of `cols` values) into `format`,
+    /// 32-value blocks in `layout`. Panics if `format` is F32 or `x` is not
+    /// whole rows of whole blocks: callers derive both from a weight
+    /// tensor's validated shape.
+    pub fn quantize(&mut self, format: ActFormat, layout: ActLayout, x: &[f32], cols: usize) {
         assert!(
             format != ActFormat::F32,
             "F32 activations are not quantized"
@@ -138,7 +159,13 @@ impl QuantActs {
         let rows = x.len() / cols;
         let nb = cols / bs;
         let ns = cols / format.sum_span();
+        let layout = if format == ActFormat::Q8K {
+            ActLayout::Natural
+        } else {
+            layout
+        };
         self.format = format;
+        self.layout = layout;
         self.rows = rows;
         self.cols = cols;
         self.q.resize(rows * cols, 0);
@@ -151,7 +178,7 @@ impl QuantActs {
             let (d, s) = sr.split_at_mut(nb);
             match format {
                 ActFormat::Q8K => quantize_q8_k(xr, qr, d, ur),
-                _ => quantize_q8_32(xr, qr, d, s, ur),
+                _ => quantize_q8_32(xr, layout, qr, d, s, ur),
             }
         };
         // Rows are independent, so splitting them across threads changes no bits.
@@ -181,9 +208,21 @@ impl QuantActs {
         };
         Q8Row {
             q: &self.q[i * self.cols..(i + 1) * self.cols],
+            layout: self.layout,
             d: &sc[..nb],
             s,
             sums: &self.sums[i * ns..(i + 1) * ns],
+        }
+    }
+}
+
+impl Q8Row<'_> {
+    /// Index in `q` of value `v` (0..32) of 32-value block `b`.
+    #[inline(always)]
+    pub fn pos(&self, b: usize, v: usize) -> usize {
+        match self.layout {
+            ActLayout::Natural => 32 * b + v,
+            ActLayout::Grouped => group_pos(self.q.len() / 32, b, v),
         }
     }
 }
@@ -202,7 +241,14 @@ fn round_half_even(v: f32) -> f32 {
 }
 
 /// Q8_0 and Q8_1 (the Q8_1 sums are computed either way; they are cheap).
-fn quantize_q8_32(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32], sums: &mut [i32]) {
+fn quantize_q8_32(
+    x: &[f32],
+    layout: ActLayout,
+    q: &mut [i8],
+    d: &mut [f32],
+    s: &mut [f32],
+    sums: &mut [i32],
+) {
     let nb = x.len() / 32;
     for b in 0..nb {
         let xb = &x[32 * b..32 * b + 32];
@@ -218,9 +264,16 @@ fn quantize_q8_32(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32], sums: &
         d[b] = f16::from_f32(scale).to_f32();
         s[b] = f16::from_f32(scale * sum as f32).to_f32();
         sums[b] = sum;
-        for (gi, chunk) in tmp.chunks_exact(4).enumerate() {
-            let p = group_pos(nb, b, 4 * gi);
-            q[p..p + 4].copy_from_slice(chunk);
+        match layout {
+            ActLayout::Natural => {
+                q[32 * b..32 * b + 32].copy_from_slice(&tmp);
+            }
+            ActLayout::Grouped => {
+                for (gi, chunk) in tmp.chunks_exact(4).enumerate() {
+                    let p = group_pos(nb, b, 4 * gi);
+                    q[p..p + 4].copy_from_slice(chunk);
+                }
+            }
         }
     }
 }
@@ -264,14 +317,41 @@ mod tests {
         x[2] = -3.5;
         x[3] = 0.5;
         x[4] = -126.6;
-        let mut a = QuantActs::new();
-        a.quantize(ActFormat::Q8_0, &x, 32);
-        let r = a.row(0);
-        let got: Vec<i8> = (0..5).map(|v| r.q[group_pos(1, 0, v)]).collect();
-        assert_eq!(got, vec![127, 2, -4, 0, -127]);
-        assert_eq!(r.d[0], 1.0);
-        assert_eq!(r.sums[0], 127 + 2 - 4 - 127);
-        assert!(r.s.is_empty());
+        for layout in [ActLayout::Natural, ActLayout::Grouped] {
+            let mut a = QuantActs::new();
+            a.quantize(ActFormat::Q8_0, layout, &x, 32);
+            let r = a.row(0);
+            let got: Vec<i8> = (0..5).map(|v| r.q[r.pos(0, v)]).collect();
+            assert_eq!(got, vec![127, 2, -4, 0, -127], "{layout:?}");
+            assert_eq!(r.d[0], 1.0);
+            assert_eq!(r.sums[0], 127 + 2 - 4 - 127);
+            assert!(r.s.is_empty());
+        }
+    }
+
+    #[test]
+    fn layouts_hold_the_same_quants_at_their_positions() {
+        let cols = 32 * 37;
+        let x: Vec<f32> = (0..2 * cols)
+            .map(|i| ((i * 7919) % 211) as f32 - 105.0)
+            .collect();
+        let (mut nat, mut grp) = (QuantActs::new(), QuantActs::new());
+        nat.quantize(ActFormat::Q8_1, ActLayout::Natural, &x, cols);
+        grp.quantize(ActFormat::Q8_1, ActLayout::Grouped, &x, cols);
+        for i in 0..2 {
+            let (n, g) = (nat.row(i), grp.row(i));
+            assert_ne!(n.q, g.q, "the layouts differ");
+            for b in 0..37 {
+                for v in 0..32 {
+                    assert_eq!(
+                        n.q[n.pos(b, v)],
+                        g.q[g.pos(b, v)],
+                        "row {i} block {b} value {v}"
+                    );
+                }
+            }
+            assert_eq!((n.d, n.s, n.sums), (g.d, g.s, g.sums));
+        }
     }
 
     #[test]
@@ -281,7 +361,7 @@ mod tests {
         x[1] = 0.05;
         x[40] = -3.0;
         let mut a = QuantActs::new();
-        a.quantize(ActFormat::Q8_1, &x, 64);
+        a.quantize(ActFormat::Q8_1, ActLayout::Natural, &x, 64);
         let r = a.row(0);
         let d = 0.1f32 / 127.0;
         // 0.05 * (127 / 0.1) = 63.5 (in f32 a hair off), rounded either way to 63 or 64.
@@ -300,7 +380,7 @@ mod tests {
         x[7] = 1.0;
         x[20] = 2.0; // same magnitude later: the first one (-2) sets the sign
         let mut a = QuantActs::new();
-        a.quantize(ActFormat::Q8K, &x, 256);
+        a.quantize(ActFormat::Q8K, ActLayout::Grouped, &x, 256);
         let r = a.row(0);
         assert_eq!(r.q[3], -127);
         assert_eq!(r.q[7], 64); // 63.5 rounds to even
@@ -345,10 +425,10 @@ mod tests {
     #[test]
     fn zero_block_quantizes_to_zero() {
         let mut a = QuantActs::new();
-        a.quantize(ActFormat::Q8K, &[0.0; 256], 256);
+        a.quantize(ActFormat::Q8K, ActLayout::Natural, &[0.0; 256], 256);
         assert!(a.row(0).q.iter().all(|&v| v == 0));
         assert_eq!(a.row(0).d[0], 0.0);
-        a.quantize(ActFormat::Q8_0, &[0.0; 32], 32);
+        a.quantize(ActFormat::Q8_0, ActLayout::Grouped, &[0.0; 32], 32);
         assert!(a.row(0).q.iter().all(|&v| v == 0));
     }
 }

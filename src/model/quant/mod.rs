@@ -30,7 +30,7 @@ pub(crate) mod q5_0;
 pub(crate) mod q6_k;
 pub(crate) mod q8_0;
 
-pub use activation::{ActFormat, Q8Row, QuantActs};
+pub use activation::{ActFormat, ActLayout, Q8Row, QuantActs};
 
 /// A stored element format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -3,7 +3,7 @@
 //! value = `d * q + m`. Multiplied with Q8_1 activations: the min term uses
 //! the activation block's stored f16 sum `s`.
 
-use super::activation::{Q8Row, group_pos};
+use super::activation::Q8Row;
 use super::f16_at;
 use super::lanes::{BLOCK_LANES, fold};
 
@@ -29,7 +29,7 @@ pub(crate) fn dot_ref(w: &[u8], a: &Q8Row<'_>) -> f32 {
     let mut lanes = [0.0f32; BLOCK_LANES];
     for (b, blk) in w.chunks_exact(BLOCK_BYTES).enumerate() {
         let isum: i32 = (0..32)
-            .map(|v| i32::from(quant(blk, v)) * i32::from(a.q[group_pos(nb, b, v)]))
+            .map(|v| i32::from(quant(blk, v)) * i32::from(a.q[a.pos(b, v)]))
             .sum();
         let v = isum as f32 * (f16_at(blk) * a.d[b]) + f16_at(&blk[2..]) * a.s[b];
         lanes[b % BLOCK_LANES] += v;

@@ -3,7 +3,7 @@
 //! high nibble otherwise) and its 5th bit in bit `j` of `qh`;
 //! value = `d * (q - 16)`. Multiplied with Q8_0 activations.
 
-use super::activation::{Q8Row, group_pos};
+use super::activation::Q8Row;
 use super::f16_at;
 use super::lanes::{BLOCK_LANES, fold};
 
@@ -31,7 +31,7 @@ pub(crate) fn dot_ref(w: &[u8], a: &Q8Row<'_>) -> f32 {
     let mut lanes = [0.0f32; BLOCK_LANES];
     for (b, blk) in w.chunks_exact(BLOCK_BYTES).enumerate() {
         let isum: i32 = (0..32)
-            .map(|v| (i32::from(quant(blk, v)) - 16) * i32::from(a.q[group_pos(nb, b, v)]))
+            .map(|v| (i32::from(quant(blk, v)) - 16) * i32::from(a.q[a.pos(b, v)]))
             .sum();
         lanes[b % BLOCK_LANES] += isum as f32 * (f16_at(blk) * a.d[b]);
     }

@@ -1,7 +1,6 @@
 //! Codec tests on hand-built blocks (exact values), and reference dot
 //! products against dequantized weights.
 
-use super::activation::group_pos;
 use super::testutil::{Rng, random_row, random_x};
 use super::*;
 
@@ -142,15 +141,10 @@ fn test_cols(qtype: QType) -> &'static [usize] {
 /// The activation row as the kernel sees it: dequantized (`d * q`).
 fn act_values(a: &Q8Row<'_>, format: ActFormat, cols: usize) -> Vec<f64> {
     let bs = format.block_size();
-    let nb = cols / bs;
     (0..cols)
         .map(|j| {
             let (b, v) = (j / bs, j % bs);
-            let q = if bs == 32 {
-                a.q[group_pos(nb, b, v)]
-            } else {
-                a.q[j]
-            };
+            let q = if bs == 32 { a.q[a.pos(b, v)] } else { a.q[j] };
             f64::from(a.d[b]) * f64::from(q)
         })
         .collect()
@@ -183,7 +177,7 @@ fn reference_dot_matches_dequantized_weights_times_quantized_activations() {
                     let xs = x.iter().map(|&v| f64::from(v)).collect::<Vec<_>>();
                     (dot_ref(qtype, &w, ActRow::F32(&x)), xs, 0.0)
                 } else {
-                    acts.quantize(format, &x, cols);
+                    acts.quantize(format, ActLayout::Grouped, &x, cols);
                     let a = acts.row(0);
                     let slack = if qtype == QType::Q4_1 {
                         q4_1_min_slack(&w, &a)
@@ -229,7 +223,7 @@ fn reference_dot_tracks_the_unquantized_product() {
             let mut wd = vec![0.0f32; cols];
             dequantize_row(qtype, &w, &mut wd);
             let mut acts = QuantActs::new();
-            acts.quantize(format, &x, cols);
+            acts.quantize(format, ActLayout::Natural, &x, cols);
             let a = acts.row(0);
             let got = f64::from(dot_ref(qtype, &w, ActRow::Q8(a)));
             let bs = format.block_size();

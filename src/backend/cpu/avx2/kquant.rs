@@ -17,64 +17,38 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
+use super::{MAX_ROWS, RowsDot, lane_totals, tiles};
 use crate::backend::cpu::matmul::{Acts, Cols};
 use crate::model::quant::lanes::BLOCK_LANES;
 use crate::model::quant::{Q8Row, QType, q4_k, q6_k};
 use crate::model::tensor::Tensor;
 
-/// Activation rows that share one pass over a weight row: a verify pass of
-/// up to eight tokens reads and unpacks each weight block once.
-const MAX_ROWS: usize = 8;
-
 #[target_feature(enable = "avx2,f16c")]
 pub(super) fn rows(w: &Tensor, acts: &Acts<'_>, rows: Range<usize>, dst: &mut Cols<'_>) {
     if w.qtype == QType::Q4K {
-        rows_as::<true>(w, acts, rows, dst);
+        tiles::<Q4K>(w, acts, rows, dst);
     } else {
-        rows_as::<false>(w, acts, rows, dst);
+        tiles::<Q6K>(w, acts, rows, dst);
     }
 }
 
-#[target_feature(enable = "avx2,f16c")]
-fn rows_as<const Q4K: bool>(w: &Tensor, acts: &Acts<'_>, rows: Range<usize>, dst: &mut Cols<'_>) {
-    let m = dst.m();
-    for n in rows {
-        let row = w.row_bytes(n);
-        let mut i = 0;
-        while m - i >= MAX_ROWS {
-            group::<Q4K, MAX_ROWS>(row, acts, i, n, dst);
-            i += MAX_ROWS;
-        }
-        match m - i {
-            7 => group::<Q4K, 7>(row, acts, i, n, dst),
-            6 => group::<Q4K, 6>(row, acts, i, n, dst),
-            5 => group::<Q4K, 5>(row, acts, i, n, dst),
-            4 => group::<Q4K, 4>(row, acts, i, n, dst),
-            3 => group::<Q4K, 3>(row, acts, i, n, dst),
-            2 => group::<Q4K, 2>(row, acts, i, n, dst),
-            1 => group::<Q4K, 1>(row, acts, i, n, dst),
-            _ => {}
-        }
+/// The Q4_K kernel.
+struct Q4K;
+
+impl RowsDot for Q4K {
+    unsafe fn dot<const R: usize>(row: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R] {
+        // SAFETY: the caller guarantees the features.
+        unsafe { dot_q4_k(row, a) }
     }
 }
 
-/// Activation rows `i..i + R` against weight row `n`.
-#[target_feature(enable = "avx2,f16c")]
-fn group<const Q4K: bool, const R: usize>(
-    row: &[u8],
-    acts: &Acts<'_>,
-    i: usize,
-    n: usize,
-    dst: &mut Cols<'_>,
-) {
-    let a: [Q8Row<'_>; R] = std::array::from_fn(|r| acts.q8(i + r));
-    let out = if Q4K {
-        dot_q4_k(row, &a)
-    } else {
-        dot_q6_k(row, &a)
-    };
-    for (r, v) in out.into_iter().enumerate() {
-        dst.put(i + r, n, v);
+/// The Q6_K kernel.
+struct Q6K;
+
+impl RowsDot for Q6K {
+    unsafe fn dot<const R: usize>(row: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R] {
+        // SAFETY: the caller guarantees the features.
+        unsafe { dot_q6_k(row, a) }
     }
 }
 
@@ -161,11 +135,11 @@ fn dot_q4_k<const R: usize>(w: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R] {
         // isum · (d · ad) - msum · (dmin · ad), as the reference rounds it.
         let v = _mm256_sub_ps(
             _mm256_mul_ps(
-                _mm256_cvtepi32_ps(row_totals(&acc)),
+                _mm256_cvtepi32_ps(lane_totals(&acc)),
                 _mm256_mul_ps(_mm256_set1_ps(d), ad),
             ),
             _mm256_mul_ps(
-                _mm256_cvtepi32_ps(row_totals(&msum)),
+                _mm256_cvtepi32_ps(lane_totals(&msum)),
                 _mm256_mul_ps(_mm256_set1_ps(dmin), ad),
             ),
         );
@@ -246,7 +220,7 @@ fn dot_q6_k<const R: usize>(w: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R] {
         let scale = _mm256_mul_ps(_mm256_set1_ps(d), row_scales(a, b));
         lanes.add(
             b,
-            _mm256_mul_ps(_mm256_cvtepi32_ps(row_totals(&net)), scale),
+            _mm256_mul_ps(_mm256_cvtepi32_ps(lane_totals(&net)), scale),
         );
     }
     lanes.fold()
@@ -281,39 +255,6 @@ fn block_sums_times(r: &Q8Row<'_>, b: usize, c0: __m256i, c1: __m256i) -> __m256
             _mm256_mullo_epi32(_mm256_loadu_si256(sp.add(8) as *const _), c1),
         )
     }
-}
-
-/// The lane totals of up to eight rows' vectors, row `r` in lane `r` (lanes
-/// past `R` are 0). Integer sums are exact in any order.
-#[target_feature(enable = "avx2,f16c")]
-fn row_totals<const R: usize>(v: &[__m256i; R]) -> __m256i {
-    const { assert!(R >= 1 && R <= MAX_ROWS) };
-    if R == 1 {
-        let h = _mm_add_epi32(
-            _mm256_castsi256_si128(v[0]),
-            _mm256_extracti128_si256::<1>(v[0]),
-        );
-        let h = _mm_hadd_epi32(h, h);
-        return _mm256_castsi128_si256(_mm_hadd_epi32(h, h));
-    }
-    let get = |r: usize| if r < R { v[r] } else { _mm256_setzero_si256() };
-    // Two rounds of pair sums leave each row's sum over lanes 0..4 in the
-    // low half and over lanes 4..8 in the high half, row r at position r % 4.
-    let quarter = |r: usize| {
-        _mm256_hadd_epi32(
-            _mm256_hadd_epi32(get(r), get(r + 1)),
-            _mm256_hadd_epi32(get(r + 2), get(r + 3)),
-        )
-    };
-    let (q0, q1) = if R > 4 {
-        (quarter(0), quarter(4))
-    } else {
-        (quarter(0), _mm256_setzero_si256())
-    };
-    _mm256_add_epi32(
-        _mm256_permute2x128_si256::<0x20>(q0, q1),
-        _mm256_permute2x128_si256::<0x31>(q0, q1),
-    )
 }
 
 /// The activation scales of super-block `b`, row `r` in lane `r`.

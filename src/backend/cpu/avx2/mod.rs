@@ -16,32 +16,123 @@
 //! them once (`Isa::is_available`) before entering.
 
 mod float;
-mod grouped;
 mod kquant;
+mod q32;
+mod q32_grouped;
 
 use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::matmul::{Acts, Cols};
-use super::scratch::{Scratch, with_scratch};
-use crate::model::quant::QType;
+use super::scratch::with_scratch;
+use crate::model::quant::{ActLayout, Q8Row, QType};
 use crate::model::tensor::Tensor;
 
 /// Computes columns `rows` of the output for every activation row.
 ///
 /// SAFETY: the CPU must support the `Isa::Avx2` features.
-pub(super) unsafe fn rows(w: &Tensor, acts: &Acts<'_>, rows: Range<usize>, dst: &mut Cols<'_>) {
-    // SAFETY: forwarded from the caller.
-    with_scratch(|s| unsafe { rows_with(w, acts, rows, dst, s) })
-}
-
 #[target_feature(enable = "avx2,f16c")]
-fn rows_with(w: &Tensor, acts: &Acts<'_>, rows: Range<usize>, dst: &mut Cols<'_>, s: &mut Scratch) {
+pub(super) unsafe fn rows(w: &Tensor, acts: &Acts<'_>, rows: Range<usize>, dst: &mut Cols<'_>) {
     match w.qtype {
         QType::F32 | QType::F16 | QType::BF16 => float::rows(w, acts, rows, dst),
-        QType::Q8_0 | QType::Q4_1 | QType::Q5_0 => grouped::rows(w, acts, rows, dst, s),
+        QType::Q8_0 | QType::Q4_1 | QType::Q5_0 => match acts.layout() {
+            ActLayout::Natural => q32::rows(w, acts, rows, dst),
+            ActLayout::Grouped => with_scratch(|s| q32_grouped::rows(w, acts, rows, dst, s)),
+        },
         QType::Q4K | QType::Q6K => kquant::rows(w, acts, rows, dst),
     }
+}
+
+/// The largest kernel tile, so a verify pass of up to eight tokens reads
+/// and unpacks each weight block once; also the most activation rows that
+/// 32-value-block formats take in natural order (`Isa::act_layout`).
+pub(super) const MAX_ROWS: usize = 8;
+
+/// A block-format kernel: dots of one stored weight row with `R` (1 to
+/// [`MAX_ROWS`]) quantized activation rows, each computed exactly as if
+/// alone.
+trait RowsDot {
+    /// SAFETY: the CPU must support the `Isa::Avx2` features.
+    unsafe fn dot<const R: usize>(row: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R];
+}
+
+/// Runs kernel `K` on weight rows `rows` against every activation row, in
+/// tiles of [`MAX_ROWS`] activation rows and one tile of the rest.
+#[target_feature(enable = "avx2,f16c")]
+fn tiles<K: RowsDot>(w: &Tensor, acts: &Acts<'_>, rows: Range<usize>, dst: &mut Cols<'_>) {
+    // The match below names every tile size.
+    const { assert!(MAX_ROWS == 8) };
+    let m = dst.m();
+    for n in rows {
+        let row = w.row_bytes(n);
+        let mut i = 0;
+        while i < m {
+            let r = (m - i).min(MAX_ROWS);
+            match r {
+                8 => tile::<K, 8>(row, acts, i, n, dst),
+                7 => tile::<K, 7>(row, acts, i, n, dst),
+                6 => tile::<K, 6>(row, acts, i, n, dst),
+                5 => tile::<K, 5>(row, acts, i, n, dst),
+                4 => tile::<K, 4>(row, acts, i, n, dst),
+                3 => tile::<K, 3>(row, acts, i, n, dst),
+                2 => tile::<K, 2>(row, acts, i, n, dst),
+                _ => tile::<K, 1>(row, acts, i, n, dst),
+            }
+            i += r;
+        }
+    }
+}
+
+/// Activation rows `i..i + R` against weight row `n`.
+#[target_feature(enable = "avx2,f16c")]
+fn tile<K: RowsDot, const R: usize>(
+    row: &[u8],
+    acts: &Acts<'_>,
+    i: usize,
+    n: usize,
+    dst: &mut Cols<'_>,
+) {
+    let a: [Q8Row<'_>; R] = std::array::from_fn(|r| acts.q8(i + r));
+    // SAFETY: this function's features are the kernels' (its callers
+    // checked them).
+    let out = unsafe { K::dot::<R>(row, &a) };
+    for (r, v) in out.into_iter().enumerate() {
+        dst.put(i + r, n, v);
+    }
+}
+
+/// The lane totals of up to eight vectors, vector `k` in lane `k` (lanes
+/// past `K` are 0). Integer sums are exact in any order.
+#[target_feature(enable = "avx2,f16c")]
+fn lane_totals<const K: usize>(v: &[__m256i; K]) -> __m256i {
+    const { assert!(K >= 1 && K <= 8) };
+    if K == 1 {
+        let h = _mm_add_epi32(
+            _mm256_castsi256_si128(v[0]),
+            _mm256_extracti128_si256::<1>(v[0]),
+        );
+        let h = _mm_hadd_epi32(h, h);
+        return _mm256_castsi128_si256(_mm_hadd_epi32(h, h));
+    }
+    let get = |k: usize| if k < K { v[k] } else { _mm256_setzero_si256() };
+    // Two rounds of pair sums leave each vector's sum over lanes 0..4 in the
+    // low half and over lanes 4..8 in the high half, vector k at position
+    // k % 4.
+    let quarter = |k: usize| {
+        _mm256_hadd_epi32(
+            _mm256_hadd_epi32(get(k), get(k + 1)),
+            _mm256_hadd_epi32(get(k + 2), get(k + 3)),
+        )
+    };
+    let (q0, q1) = if K > 4 {
+        (quarter(0), quarter(4))
+    } else {
+        (quarter(0), _mm256_setzero_si256())
+    };
+    _mm256_add_epi32(
+        _mm256_permute2x128_si256::<0x20>(q0, q1),
+        _mm256_permute2x128_si256::<0x31>(q0, q1),
+    )
 }
 
 /// Mask (all bits set per 32-bit lane) selecting the first `n` lanes (all

@@ -65,7 +65,7 @@ fn scalar_path_is_the_reference_dot() {
                 let want = if qtype.act_format() == ActFormat::F32 {
                     dot_ref(qtype, w.row_bytes(r), ActRow::F32(xi))
                 } else {
-                    acts.quantize(qtype.act_format(), xi, cols);
+                    acts.quantize(qtype.act_format(), Isa::Scalar.act_layout(1), xi, cols);
                     dot_ref(qtype, w.row_bytes(r), ActRow::Q8(acts.row(0)))
                 };
                 assert_eq!(
@@ -103,17 +103,18 @@ fn every_available_isa_matches_scalar_bitwise() {
 
 #[test]
 fn every_available_isa_matches_scalar_at_every_batch_size() {
-    // Batch sizes 1..=9 cover every split of the rows into the kernels'
-    // multi-row tiles and single-row remainders; odd weight row counts
-    // leave partial thread chunks.
+    // Batch sizes 1..=12 cover every split of the rows into the kernels'
+    // multi-row tiles and remainders, and both sides of AVX2's switch
+    // from natural-order to grouped activations (after 8 rows); odd weight
+    // row counts leave partial thread chunks.
     let mut rng = Rng::new(12);
     let isas = Isa::available();
     for qtype in ALL {
         for &cols in test_cols(qtype) {
             let n = 13;
             let w = random_tensor(qtype, n, cols, &mut rng);
-            let x = random_x(9 * cols, &mut rng);
-            for m in 1..=9 {
+            let x = random_x(12 * cols, &mut rng);
+            for m in 1..=12 {
                 let x = &x[..m * cols];
                 let want = run_on(Isa::Scalar, &w, x, m);
                 for &isa in &isas[1..] {

@@ -1,29 +1,26 @@
-//! Q8_0, Q4_1 and Q5_0 (32-value blocks). Each weight row is unpacked once
-//! into the activation group layout (`quant::activation::group_pos`: 4
-//! values of each of up to 16 blocks per 64 bytes), eight blocks at a time
-//! with an 8 × 8 transpose of 32-bit words, plus f32 scales. Dotting it with
-//! an activation row then leaves block `b`'s integer dot in lane `b % 16`
-//! (lanes 0..8 in one register, 8..16 in another), where its float
-//! contribution is added, as in the reference. Up to four activation rows
-//! share each weight load.
+//! Q8_0, Q4_1 and Q5_0 (32-value blocks) for batches of more than
+//! [`MAX_ROWS`](super::MAX_ROWS) activation rows, which arrive in the group
+//! layout (`quant::activation::group_pos`: 4 values of each of up to 16
+//! blocks per 64 bytes). Each weight row is unpacked once into the same
+//! layout, eight blocks at a time with an 8 × 8 transpose of 32-bit words,
+//! plus f32 scales. Dotting it with an activation row then leaves block
+//! `b`'s integer dot in lane `b % 16` (lanes 0..8 in one register, 8..16 in
+//! another) with no horizontal sums, where its float contribution is added,
+//! as in the reference. The unpacking costs as much as a few rows' dots, so
+//! it pays only for large batches (prefill); [`super::q32`] serves the rest.
+//! Up to four activation rows share each weight load.
 //!
-//! Q8_0 quants stay signed and are dotted as `|w| · (x · sign w)`, exact
-//! because activation quants lie in -127..=127; Q5_0 quants are stored as
-//! `q` for `q - 16` and the offset is taken back with the activation block
-//! sum; Q4_1 quants are unsigned already.
+//! Quants are taken as in [`super::q32`].
 
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::{Scratch, fold16, lane_mask};
+use super::q32::{Q4_1, Q5_0, Q8_0, block_bytes, block_quants, f16_fields, load_f, load_i};
+use super::{fold16, lane_mask};
 use crate::backend::cpu::matmul::{Acts, Cols, for_act_rows};
-use crate::model::quant::{Q8Row, QType};
+use crate::backend::cpu::scratch::Scratch;
+use crate::model::quant::{ActLayout, Q8Row, QType};
 use crate::model::tensor::Tensor;
-
-/// Stored formats, as const parameters.
-const Q8_0: u8 = 0;
-const Q4_1: u8 = 1;
-const Q5_0: u8 = 2;
 
 #[target_feature(enable = "avx2,f16c")]
 pub(super) fn rows(
@@ -70,51 +67,6 @@ fn rows_as<const F: u8>(
     }
 }
 
-/// Bytes per block of format `F`.
-const fn block_bytes(f: u8) -> usize {
-    match f {
-        Q8_0 => 34,
-        Q4_1 => 20,
-        _ => 22,
-    }
-}
-
-/// The 32 quants of the block at `blk`, in value order: Q8_0 signed,
-/// Q4_1 and Q5_0 unsigned.
-///
-/// SAFETY: `blk` points to one whole block of format `F`.
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn block_quants<const F: u8>(blk: *const u8) -> __m256i {
-    // SAFETY: every read lies inside the block (caller).
-    unsafe {
-        if F == Q8_0 {
-            return _mm256_loadu_si256(blk.add(2) as *const _);
-        }
-        // Byte j holds value j (low nibble) and j + 16 (high nibble).
-        let q = _mm_loadu_si128(blk.add(if F == Q4_1 { 4 } else { 6 }) as *const _);
-        let lo_hi = _mm256_set_m128i(_mm_srli_epi16::<4>(q), q);
-        let low = _mm256_and_si256(lo_hi, _mm256_set1_epi8(0x0F));
-        if F == Q4_1 {
-            return low;
-        }
-        // Bit j of qh is bit 4 of value j: give byte j the qh byte j / 8,
-        // keep bit j % 8, and turn a set bit into 0x10.
-        let qh = _mm256_set1_epi32((blk.add(2) as *const i32).read_unaligned());
-        let spread = _mm256_shuffle_epi8(
-            qh,
-            _mm256_setr_epi64x(
-                0,
-                0x0101_0101_0101_0101,
-                0x0202_0202_0202_0202,
-                0x0303_0303_0303_0303,
-            ),
-        );
-        let bits = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
-        let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bits), bits);
-        _mm256_or_si256(low, _mm256_and_si256(set, _mm256_set1_epi8(0x10)))
-    }
-}
-
 /// Transposes `z[k]` = dwords 0..8 of block k into `z[t]` = dword t of
 /// blocks 0..8 (lane = block).
 #[target_feature(enable = "avx2,f16c")]
@@ -145,24 +97,6 @@ fn transpose8(z: &mut [__m256i; 8]) {
     }
 }
 
-/// Widens the f16 at byte `off` of each of the `blocks.len() / bb` (<= 8)
-/// blocks into `out`.
-#[target_feature(enable = "avx2,f16c")]
-fn f16_fields(blocks: &[u8], bb: usize, off: usize, out: &mut [f32]) {
-    let mut bits = [0u16; 8];
-    for (b, blk) in bits.iter_mut().zip(blocks.chunks_exact(bb)) {
-        *b = u16::from_le_bytes([blk[off], blk[off + 1]]);
-    }
-    let mut wide = [0.0f32; 8];
-    // SAFETY: a 16-byte load from and a 32-byte store to 8-element arrays.
-    unsafe {
-        let v = _mm256_cvtph_ps(_mm_loadu_si128(bits.as_ptr() as *const _));
-        _mm256_storeu_ps(wide.as_mut_ptr(), v);
-    }
-    let n = blocks.len() / bb;
-    out[..n].copy_from_slice(&wide[..n]);
-}
-
 /// Unpacks a weight row of format `F`: quants into `q` in the group layout,
 /// scales into `d`, Q4_1 mins into `min`.
 #[target_feature(enable = "avx2,f16c")]
@@ -177,9 +111,9 @@ fn unpack<const F: u8>(row: &[u8], q: &mut [u8], d: &mut [f32], min: &mut [f32])
             let j0 = g0 + 8 * h;
             let nh = (n - 8 * h).min(8);
             let blocks = &row[bb * j0..bb * (j0 + nh)];
-            f16_fields(blocks, bb, 0, &mut d[j0..]);
+            store_low(f16_fields(blocks, bb, 0), &mut d[j0..j0 + nh]);
             if F == Q4_1 {
-                f16_fields(blocks, bb, 2, &mut min[j0..]);
+                store_low(f16_fields(blocks, bb, 2), &mut min[j0..j0 + nh]);
             }
             let mut z = [_mm256_setzero_si256(); 8];
             for (k, zk) in z.iter_mut().enumerate().take(nh) {
@@ -207,6 +141,15 @@ fn unpack<const F: u8>(row: &[u8], q: &mut [u8], d: &mut [f32], min: &mut [f32])
     }
 }
 
+/// Stores the first `out.len()` (<= 8) lanes of `v`.
+#[target_feature(enable = "avx2,f16c")]
+fn store_low(v: __m256, out: &mut [f32]) {
+    let mut wide = [0.0f32; 8];
+    // SAFETY: a 32-byte store to an 8-element array.
+    unsafe { _mm256_storeu_ps(wide.as_mut_ptr(), v) };
+    out.copy_from_slice(&wide[..out.len()]);
+}
+
 /// An unpacked weight row: quants in the group layout, scales, and (Q4_1
 /// only) mins.
 struct WeightRow<'a> {
@@ -214,36 +157,6 @@ struct WeightRow<'a> {
     d: &'a [f32],
     min: &'a [f32],
     nb: usize,
-}
-
-/// Loads 8 dwords at `p`, or only the lanes in `mask` (others 0) when `part`.
-///
-/// SAFETY: the selected dwords at `p` are readable.
-#[inline(always)]
-unsafe fn load_i(p: *const u8, mask: __m256i, part: bool) -> __m256i {
-    // SAFETY: forwarded from the caller; masked lanes are not read.
-    unsafe {
-        if part {
-            _mm256_maskload_epi32(p as *const i32, mask)
-        } else {
-            _mm256_loadu_si256(p as *const _)
-        }
-    }
-}
-
-/// [`load_i`] for f32.
-///
-/// SAFETY: as for [`load_i`].
-#[inline(always)]
-unsafe fn load_f(p: *const f32, mask: __m256i, part: bool) -> __m256 {
-    // SAFETY: forwarded from the caller; masked lanes are not read.
-    unsafe {
-        if part {
-            _mm256_maskload_ps(p, mask)
-        } else {
-            _mm256_loadu_ps(p)
-        }
-    }
 }
 
 /// How many `maddubs` results (value groups `t`) of format `F` may be
@@ -265,7 +178,8 @@ fn dot<const F: u8, const R: usize>(w: &WeightRow<'_>, a: &[Q8Row<'_>; R]) -> [f
     let nb = w.nb;
     assert!(w.q.len() >= nb * 32 && w.d.len() >= nb && w.min.len() >= nb);
     for r in a {
-        assert!(r.q.len() == nb * 32 && r.d.len() == nb && r.sums.len() == nb);
+        assert!(r.layout == ActLayout::Grouped && r.q.len() == nb * 32);
+        assert!(r.d.len() == nb && r.sums.len() == nb);
         assert!(F != Q4_1 || r.s.len() == nb);
     }
     let ones = _mm256_set1_epi16(1);
@@ -285,10 +199,10 @@ fn dot<const F: u8, const R: usize>(w: &WeightRow<'_>, a: &[Q8Row<'_>; R]) -> [f
                     let mut p16 = [_mm256_setzero_si256(); R];
                     for t in t0..t0 + i16_span(F) {
                         let off = 32 * g0 + 4 * n * t + 32 * h;
-                        let wv = load_i(w.q.as_ptr().add(off), mask, part);
+                        let wv = load_i(w.q.as_ptr().add(off) as *const i32, mask, part);
                         let wu = if F == Q8_0 { _mm256_abs_epi8(wv) } else { wv };
                         for (r, p) in a.iter().zip(p16.iter_mut()) {
-                            let mut xv = load_i(r.q.as_ptr().add(off) as *const u8, mask, part);
+                            let mut xv = load_i(r.q.as_ptr().add(off) as *const i32, mask, part);
                             if F == Q8_0 {
                                 xv = _mm256_sign_epi8(xv, wv);
                             }
@@ -307,7 +221,7 @@ fn dot<const F: u8, const R: usize>(w: &WeightRow<'_>, a: &[Q8Row<'_>; R]) -> [f
                 };
                 for ((r, mut s), acc) in a.iter().zip(isum).zip(acc.iter_mut()) {
                     if F == Q5_0 {
-                        let sums = load_i(r.sums.as_ptr().add(j0) as *const u8, mask, part);
+                        let sums = load_i(r.sums.as_ptr().add(j0), mask, part);
                         s = _mm256_sub_epi32(s, _mm256_slli_epi32::<4>(sums));
                     }
                     let scale = _mm256_mul_ps(dw, load_f(r.d.as_ptr().add(j0), mask, part));
