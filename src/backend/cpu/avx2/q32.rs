@@ -168,7 +168,6 @@ fn chunk<const F: u8, const R: usize, const FULL: bool>(
     let bb = block_bytes(F);
     let nh = if FULL { 8 } else { blocks.len() / bb };
     assert!(nh <= 8 && blocks.len() == bb * nh);
-    let (mask, part) = (lane_mask(nh), !FULL);
     let mut q = [_mm256_setzero_si256(); 8];
     for (k, qk) in q.iter_mut().enumerate().take(nh) {
         // SAFETY: block k of `blocks` is whole (k < nh).
@@ -185,9 +184,6 @@ fn chunk<const F: u8, const R: usize, const FULL: bool>(
     } else {
         _mm256_setzero_ps()
     };
-    // Blocks j0..j0+8 take the reference's lanes j0 % 16 ..: one of the two
-    // registers.
-    let h = (j0 / 8) % 2;
     for (r, acc) in a.iter().zip(acc.iter_mut()) {
         let mut p = [_mm256_setzero_si256(); 8];
         for k in 0..nh {
@@ -199,28 +195,7 @@ fn chunk<const F: u8, const R: usize, const FULL: bool>(
             }
             p[k] = _mm256_maddubs_epi16(wu[k], x);
         }
-        let mut s = block_totals::<F>(&p);
-        // SAFETY: entries j0..j0+nh of the per-block arrays exist (asserted
-        // by `dot`); `mask` selects exactly those.
-        unsafe {
-            if F == Q5_0 {
-                let sums = load_i(r.sums.as_ptr().add(j0), mask, part);
-                s = _mm256_sub_epi32(s, _mm256_slli_epi32::<4>(sums));
-            }
-            let scale = _mm256_mul_ps(dw, load_f(r.d.as_ptr().add(j0), mask, part));
-            let mut v = _mm256_mul_ps(_mm256_cvtepi32_ps(s), scale);
-            if F == Q4_1 {
-                let sx = load_f(r.s.as_ptr().add(j0), mask, part);
-                v = _mm256_add_ps(v, _mm256_mul_ps(mw, sx));
-            }
-            // Only the blocks' own lanes take a value, as in the reference.
-            let sum = _mm256_add_ps(acc[h], v);
-            acc[h] = if part {
-                _mm256_blendv_ps(acc[h], sum, _mm256_castsi256_ps(mask))
-            } else {
-                sum
-            };
-        }
+        add_blocks::<F>(r, j0, nh, block_totals::<F>(&p), dw, mw, acc);
     }
 }
 
@@ -247,4 +222,49 @@ fn block_totals<const F: u8>(p: &[__m256i; 8]) -> __m256i {
         _mm256_permute2x128_si256::<0x20>(q0, q1),
         _mm256_permute2x128_si256::<0x31>(q0, q1),
     )
+}
+
+/// Adds row `r`'s contributions of its blocks `j0..j0 + nh` (`nh` <= 8,
+/// block `j0 + k` in lane `k` of the integer dots `s`) to the reference's
+/// block lanes `acc`, as the reference computes them: the dot (less Q5_0's
+/// offset) times the weight scale `dw` times the row's scale, plus, for
+/// Q4_1, the weight min `mw` times the row's scaled sum.
+#[target_feature(enable = "avx2,f16c")]
+pub(super) fn add_blocks<const F: u8>(
+    r: &Q8Row<'_>,
+    j0: usize,
+    nh: usize,
+    mut s: __m256i,
+    dw: __m256,
+    mw: __m256,
+    acc: &mut [__m256; 2],
+) {
+    let end = j0 + nh;
+    assert!(nh <= 8 && end <= r.d.len() && end <= r.sums.len());
+    assert!(F != Q4_1 || end <= r.s.len());
+    let (mask, part) = (lane_mask(nh), nh < 8);
+    // Blocks j0..j0+8 take the reference's lanes j0 % 16 ..: one of the two
+    // registers.
+    let h = (j0 / 8) % 2;
+    // SAFETY: entries j0..j0+nh of the per-block arrays exist (asserted);
+    // `mask` selects exactly those.
+    unsafe {
+        if F == Q5_0 {
+            let sums = load_i(r.sums.as_ptr().add(j0), mask, part);
+            s = _mm256_sub_epi32(s, _mm256_slli_epi32::<4>(sums));
+        }
+        let scale = _mm256_mul_ps(dw, load_f(r.d.as_ptr().add(j0), mask, part));
+        let mut v = _mm256_mul_ps(_mm256_cvtepi32_ps(s), scale);
+        if F == Q4_1 {
+            let sx = load_f(r.s.as_ptr().add(j0), mask, part);
+            v = _mm256_add_ps(v, _mm256_mul_ps(mw, sx));
+        }
+        // Only the blocks' own lanes take a value, as in the reference.
+        let sum = _mm256_add_ps(acc[h], v);
+        acc[h] = if part {
+            _mm256_blendv_ps(acc[h], sum, _mm256_castsi256_ps(mask))
+        } else {
+            sum
+        };
+    }
 }

@@ -15,7 +15,9 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::q32::{Q4_1, Q5_0, Q8_0, block_bytes, block_quants, f16_fields, load_f, load_i};
+use super::q32::{
+    Q4_1, Q5_0, Q8_0, add_blocks, block_bytes, block_quants, f16_fields, load_f, load_i,
+};
 use super::{fold16, lane_mask};
 use crate::backend::cpu::matmul::{Acts, Cols, for_act_rows};
 use crate::backend::cpu::scratch::Scratch;
@@ -194,7 +196,7 @@ fn dot<const F: u8, const R: usize>(w: &WeightRow<'_>, a: &[Q8Row<'_>; R]) -> [f
             // 32g0 + 4nt + 32h of the weight and activation rows, and the
             // per-block arrays have entries j0..j0+nh (lengths asserted);
             // `mask` selects exactly those lanes.
-            unsafe {
+            let (dw, mw) = unsafe {
                 for t0 in (0..8).step_by(i16_span(F)) {
                     let mut p16 = [_mm256_setzero_si256(); R];
                     for t in t0..t0 + i16_span(F) {
@@ -219,26 +221,10 @@ fn dot<const F: u8, const R: usize>(w: &WeightRow<'_>, a: &[Q8Row<'_>; R]) -> [f
                 } else {
                     _mm256_setzero_ps()
                 };
-                for ((r, mut s), acc) in a.iter().zip(isum).zip(acc.iter_mut()) {
-                    if F == Q5_0 {
-                        let sums = load_i(r.sums.as_ptr().add(j0), mask, part);
-                        s = _mm256_sub_epi32(s, _mm256_slli_epi32::<4>(sums));
-                    }
-                    let scale = _mm256_mul_ps(dw, load_f(r.d.as_ptr().add(j0), mask, part));
-                    let mut v = _mm256_mul_ps(_mm256_cvtepi32_ps(s), scale);
-                    if F == Q4_1 {
-                        let sx = load_f(r.s.as_ptr().add(j0), mask, part);
-                        v = _mm256_add_ps(v, _mm256_mul_ps(mw, sx));
-                    }
-                    // Only the group's own lanes take a value, as in the
-                    // reference.
-                    let sum = _mm256_add_ps(acc[h], v);
-                    acc[h] = if part {
-                        _mm256_blendv_ps(acc[h], sum, _mm256_castsi256_ps(mask))
-                    } else {
-                        sum
-                    };
-                }
+                (dw, mw)
+            };
+            for ((r, s), acc) in a.iter().zip(isum).zip(acc.iter_mut()) {
+                add_blocks::<F>(r, j0, nh, s, dw, mw, acc);
             }
         }
     }
