@@ -170,3 +170,46 @@ fn logits_are_bitwise_equal_alone_and_in_a_mixed_batch_of_16() {
         assert!(same, "step {step}: logits differ between alone and batched");
     }
 }
+
+#[test]
+fn a_vocabulary_prefix_gives_the_same_logits_cut_short() {
+    let m = load_model(&common::model_path(common::SMOLLM2)).unwrap();
+    let tok = m.tokenizer.clone();
+    let mut exec = CpuDenseExecutor::new(
+        m.weights.into_dense().expect("dense model"),
+        64 * BLOCK as u64 * 23_040,
+        BLOCK,
+    );
+    let vocab = exec.shape().vocab_size;
+    let p = prompt(&tok, 1);
+    let batch = |seq_id: u64, first_block: u32| ForwardBatch {
+        seqs: vec![SeqChunk {
+            tokens: p.clone(),
+            start_pos: 0,
+            seq_id,
+            block_table: table(first_block, p.len()),
+            logits_for: 3,
+        }],
+    };
+    let full = exec.forward(&batch(0, 0)).unwrap();
+    for (i, prefix) in [1usize, 4096, 10_000].into_iter().enumerate() {
+        let b = batch(i as u64 + 1, 8 * (i as u32 + 1));
+        let cut = exec.forward_vocab_prefix(&b, prefix).unwrap();
+        let want: Vec<f32> = full[0]
+            .chunks_exact(vocab)
+            .flat_map(|r| &r[..prefix])
+            .copied()
+            .collect();
+        assert_eq!(cut[0].len(), 3 * prefix);
+        assert!(
+            cut[0]
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "prefix {prefix}: the head's first rows are the full head's"
+        );
+    }
+    // A prefix past the vocabulary is the whole vocabulary.
+    let whole = exec.forward_vocab_prefix(&batch(9, 40), vocab + 7).unwrap();
+    assert_eq!(whole, full);
+}

@@ -125,6 +125,32 @@ pub trait Executor {
     /// `vocab_size` logits each (row-major).
     fn forward(&mut self, batch: &ForwardBatch) -> Result<Vec<Vec<f32>>, BackendError>;
 
+    /// As [`forward`](Executor::forward), but each logits row covers only
+    /// token ids `0..prefix` (`prefix` clamped to `1..=vocab_size`): a draft
+    /// model restricted to part of its vocabulary. Backends that can skip
+    /// the rest of the head override this; the default cuts the full rows.
+    fn forward_vocab_prefix(
+        &mut self,
+        batch: &ForwardBatch,
+        prefix: usize,
+    ) -> Result<Vec<Vec<f32>>, BackendError> {
+        let vocab = self.shape().vocab_size;
+        let prefix = prefix.clamp(1, vocab);
+        let out = self.forward(batch)?;
+        if prefix == vocab {
+            return Ok(out);
+        }
+        Ok(out
+            .into_iter()
+            .map(|rows| {
+                rows.chunks_exact(vocab)
+                    .flat_map(|r| &r[..prefix])
+                    .copied()
+                    .collect()
+            })
+            .collect())
+    }
+
     /// Whether sequences may start on KV blocks another sequence computed
     /// (prefix reuse). Backends whose per-sequence state is not a function of
     /// the block contents alone say no.
@@ -157,6 +183,14 @@ impl<E: Executor + ?Sized> Executor for Box<E> {
 
     fn forward(&mut self, batch: &ForwardBatch) -> Result<Vec<Vec<f32>>, BackendError> {
         (**self).forward(batch)
+    }
+
+    fn forward_vocab_prefix(
+        &mut self,
+        batch: &ForwardBatch,
+        prefix: usize,
+    ) -> Result<Vec<Vec<f32>>, BackendError> {
+        (**self).forward_vocab_prefix(batch, prefix)
     }
 
     fn shares_prefix_blocks(&self) -> bool {

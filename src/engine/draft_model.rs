@@ -35,6 +35,11 @@
 //! adds (a draft step plus the wider verify), beat the tokens per second
 //! of the step as planned so far.
 //!
+//! The draft head computes only the id prefix that holds nearly every token
+//! the target has emitted so far ([`DraftVocab`]); the draft distribution is
+//! the softmax over that prefix, which is what verification is handed, so
+//! this stays lossless.
+//!
 //! Memory: the draft KV pool is sized by the caller; a row the pool cannot
 //! take simply never drafts.
 
@@ -46,7 +51,7 @@ use super::scheduler::SeqId;
 use crate::backend::executor::{BackendError, Executor, ForwardBatch, SeqChunk};
 use crate::kv::block_pool::{BlockPool, SeqBlocks};
 use crate::kv::blocks_for;
-use crate::spec::{Draft, SpsTable};
+use crate::spec::{Draft, DraftVocab, SpsTable};
 
 /// Weight of each new outcome in a row's first-position acceptance average.
 const ACCEPT_EMA: f64 = 0.2;
@@ -86,6 +91,8 @@ pub struct DraftModel<E: Executor> {
     max_draft: usize,
     costs: DraftCosts,
     rows: HashMap<SeqId, Row>,
+    /// The emitted-token histogram that sizes the head.
+    vocab: DraftVocab,
 }
 
 impl<E: Executor> DraftModel<E> {
@@ -97,6 +104,7 @@ impl<E: Executor> DraftModel<E> {
         costs: DraftCosts,
     ) -> DraftModel<E> {
         let pool = BlockPool::new(exec.kv_blocks());
+        let vocab = DraftVocab::new(exec.shape().vocab_size);
         DraftModel {
             exec,
             pool,
@@ -105,13 +113,18 @@ impl<E: Executor> DraftModel<E> {
             max_draft,
             costs,
             rows: HashMap::new(),
+            vocab,
         }
     }
 
     /// Feeds every listed row what its draft KV lacks, in forwards of at
-    /// most `max_batch_tokens` tokens; returns each row's logits for its
-    /// next token.
-    fn catch_up(&mut self, ids: &[SeqId]) -> Result<HashMap<SeqId, Vec<f32>>, BackendError> {
+    /// most `max_batch_tokens` tokens; returns each row's logits over ids
+    /// `0..head` for its next token.
+    fn catch_up(
+        &mut self,
+        ids: &[SeqId],
+        head: usize,
+    ) -> Result<HashMap<SeqId, Vec<f32>>, BackendError> {
         let mut out = HashMap::new();
         let mut pending: Vec<SeqId> = ids.to_vec();
         while !pending.is_empty() {
@@ -134,7 +147,7 @@ impl<E: Executor> DraftModel<E> {
                 }
             }
             let batch = ForwardBatch { seqs };
-            let logits = self.exec.forward(&batch)?;
+            let logits = self.exec.forward_vocab_prefix(&batch, head)?;
             for (s, l) in batch.seqs.iter().zip(logits) {
                 let row = self.rows.get_mut(&s.seq_id).expect("drafting rows exist");
                 row.fed += s.tokens.len();
@@ -300,7 +313,8 @@ impl<E: Executor> Drafter for DraftModel<E> {
         }
         let mut live = known.clone();
         let ids: Vec<SeqId> = live.iter().map(|(id, _)| *id).collect();
-        let mut logits = self.catch_up(&ids)?;
+        let head = self.vocab.prefix();
+        let mut logits = self.catch_up(&ids, head)?;
         let mut drafts: HashMap<SeqId, (Draft, f64)> = HashMap::new();
         let mut expected = all as f64;
         let mut verify_tokens = all;
@@ -349,7 +363,7 @@ impl<E: Executor> Drafter for DraftModel<E> {
             }
             spent += 1.0 / self.costs.draft.steps_per_second(seqs.len());
             let batch = ForwardBatch { seqs };
-            let out = self.exec.forward(&batch)?;
+            let out = self.exec.forward_vocab_prefix(&batch, head)?;
             for (s, l) in batch.seqs.iter().zip(out) {
                 logits.insert(s.seq_id, l);
             }
@@ -377,6 +391,7 @@ impl<E: Executor> Drafter for DraftModel<E> {
     }
 
     fn extend(&mut self, id: SeqId, token: u32) {
+        self.vocab.count(token);
         if let Some(row) = self.rows.get_mut(&id) {
             row.history.push(token);
             row.speculative = 0;
@@ -407,9 +422,13 @@ mod tests {
 
     impl Counter {
         fn new() -> Counter {
+            Counter::with_vocab(VOCAB)
+        }
+
+        fn with_vocab(vocab_size: usize) -> Counter {
             Counter {
                 shape: ModelShape {
-                    vocab_size: VOCAB,
+                    vocab_size,
                     context_length: 4096,
                     kv_bytes_per_token: 1,
                 },
@@ -434,9 +453,10 @@ mod tests {
                 .map(|s| {
                     self.chunks.push((s.start_pos, s.tokens.clone()));
                     let last = *s.tokens.last().unwrap() as usize;
-                    let mut row = vec![0.0; VOCAB * s.logits_for];
+                    let vocab = self.shape.vocab_size;
+                    let mut row = vec![0.0; vocab * s.logits_for];
                     if s.logits_for > 0 {
-                        row[(last + 1) % VOCAB] = 5.0;
+                        row[(last + 1) % vocab] = 5.0;
                     }
                     row
                 })
@@ -465,6 +485,33 @@ mod tests {
             draft: SpsTable::new(vec![(1, draft_rate)]).unwrap(),
         };
         DraftModel::new(Counter::new(), 4, 8, 4, costs)
+    }
+
+    #[test]
+    fn the_head_shrinks_to_the_ids_the_target_emits() {
+        use crate::spec::draft_vocab::{BUCKET, MIN_SEEN};
+        let costs = drafter(1e9).costs;
+        let mut d = DraftModel::new(Counter::with_vocab(3 * BUCKET), 4, 8, 4, costs.clone());
+        d.admit(1, &[5000], 20, &greedy());
+        let full = d.draft(&[(1, 1)], &mut Counter::new()).unwrap();
+        assert_eq!(full[0].1.tokens(), &[5001], "the whole vocabulary at first");
+
+        let mut d = DraftModel::new(Counter::with_vocab(3 * BUCKET), 4, 8, 4, costs);
+        for t in 0..MIN_SEEN as u32 {
+            d.extend(99, t % 100);
+        }
+        d.admit(1, &[5000], 20, &greedy());
+        let cut = d.draft(&[(1, 1)], &mut Counter::new()).unwrap();
+        let draft = &cut[0].1;
+        // Only ids 0..4096 were scored: all tie at 0, so argmax takes id 0,
+        // and the draft's distribution is the one it was drawn from.
+        assert_eq!(draft.tokens(), &[0]);
+        assert_eq!(draft.dists()[0], crate::spec::TokenDist::point(0));
+        let p = 1.0 / BUCKET as f32;
+        assert!(
+            (draft.confidence()[0] - p).abs() < 1e-9,
+            "softmax over the prefix"
+        );
     }
 
     #[test]

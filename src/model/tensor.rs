@@ -79,4 +79,13 @@ impl Tensor {
         let rb = self.qtype.row_bytes(self.cols);
         &self.bytes()[row * rb..(row + 1) * rb]
     }
+
+    /// The first `n` rows (all of them when there are fewer), sharing the
+    /// storage: rows are stored one after another, so a prefix is a view.
+    pub fn first_rows(&self, n: usize) -> Tensor {
+        Tensor {
+            rows: n.min(self.rows),
+            ..self.clone()
+        }
+    }
 }

@@ -61,6 +61,22 @@ impl Executor for CpuDenseExecutor {
     }
 
     fn forward(&mut self, batch: &ForwardBatch) -> Result<Vec<Vec<f32>>, BackendError> {
+        self.run(batch, self.shape.vocab_size)
+    }
+
+    /// Only the head's first `prefix` rows are multiplied.
+    fn forward_vocab_prefix(
+        &mut self,
+        batch: &ForwardBatch,
+        prefix: usize,
+    ) -> Result<Vec<Vec<f32>>, BackendError> {
+        self.run(batch, prefix.clamp(1, self.shape.vocab_size))
+    }
+}
+
+impl CpuDenseExecutor {
+    /// One step, with logits for token ids `0..vocab`.
+    fn run(&mut self, batch: &ForwardBatch, vocab: usize) -> Result<Vec<Vec<f32>>, BackendError> {
         check_paged_batch(
             batch,
             &self.shape,
@@ -185,10 +201,9 @@ impl Executor for CpuDenseExecutor {
         for (dst, &r) in hx.chunks_exact_mut(d).zip(&rows) {
             rms_norm(&x[r * d..(r + 1) * d], &self.w.final_norm, c.rms_eps, dst);
         }
-        let vocab = c.vocab_size;
         let mut logits = vec![0.0f32; rows.len() * vocab];
         if !rows.is_empty() {
-            matmul(&self.w.head, &hx, rows.len(), &mut logits);
+            matmul(&self.w.head.first_rows(vocab), &hx, rows.len(), &mut logits);
         }
         let mut out = Vec::with_capacity(batch.seqs.len());
         let mut r0 = 0;
