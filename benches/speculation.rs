@@ -13,7 +13,8 @@
 //!
 //! Methods: `plain`, `ngram`, and `draft_model` when `--draft` names a draft
 //! model. The budget uses the step rates measured on this machine (cached
-//! like a job's). Also printed per model: the measured cost of verifying
+//! like a job's; a draft model's measured together with the target's, as a
+//! job does). Also printed per model: the measured cost of verifying
 //! γ+1 tokens of one row relative to one decode step, SPS(1)/SPS(γ+1).
 //!
 //! Usage: cargo bench --bench speculation -- [--model M.gguf] [--draft D.gguf]
@@ -33,7 +34,7 @@ use specbatch::engine::drafter::{Drafter, NgramDrafters};
 use specbatch::engine::runner::{Engine, EngineConfig, EngineCounters, Request};
 use specbatch::engine::sampler::SamplingParams;
 use specbatch::engine::speculation::{SpeculationConfig, Speculator};
-use specbatch::engine::sps_profile;
+use specbatch::engine::sps_profile::{self, ProbeModel};
 use specbatch::io::row::{RowKey, RowResult};
 use specbatch::model::load::{load_model, model_sha256};
 use specbatch::spec::{SpecStats, SpsTable};
@@ -123,37 +124,64 @@ fn prompts(set: &str) -> Vec<String> {
         .collect()
 }
 
-/// The target's step-rate table for `concurrency` rows of γ drafts.
-fn target_sps(model: &str, sha: &str, concurrency: usize) -> SpsTable {
-    let m = load_model(model).expect("model loads");
-    let mut exec = CpuDenseExecutor::new(m.weights.into_dense().expect("dense"), KV_BYTES, BLOCK);
-    let max_tokens = sps_profile::probe_limit(MAX_BATCH_TOKENS, concurrency, GAMMA);
-    sps_profile::for_model(&mut exec, &Device::Cpu, BLOCK, max_tokens, sha).expect("step rate")
+fn executor(path: &str) -> CpuDenseExecutor {
+    let m = load_model(path).expect("model loads");
+    CpuDenseExecutor::new(m.weights.into_dense().expect("dense"), KV_BYTES, BLOCK)
 }
 
+/// The target's probe for `concurrency` rows of γ drafts.
+fn target_probe<'a>(
+    exec: &'a mut CpuDenseExecutor,
+    sha: &'a str,
+    concurrency: usize,
+) -> ProbeModel<'a, CpuDenseExecutor> {
+    ProbeModel {
+        exec,
+        device: &Device::Cpu,
+        max_tokens: sps_profile::probe_limit(MAX_BATCH_TOKENS, concurrency, GAMMA),
+        model_sha256: sha,
+    }
+}
+
+/// The target's step-rate table for `concurrency` rows of γ drafts.
+fn target_sps(model: &str, sha: &str, concurrency: usize) -> SpsTable {
+    let mut exec = executor(model);
+    sps_profile::for_model(target_probe(&mut exec, sha, concurrency), BLOCK).expect("step rate")
+}
+
+/// The drafter for `method` and the target step rates its budget uses (a
+/// draft model's are measured together with the target's).
 fn drafter(
     method: Method,
+    (model, sha): (&str, &str),
     draft: Option<&(String, String)>,
     concurrency: usize,
-    sps: &SpsTable,
-) -> Box<dyn Drafter> {
-    match method {
-        Method::DraftModel => {
-            let (path, sha) = draft.expect("--draft names the draft model");
-            let m = load_model(path).expect("draft model loads");
-            let mut exec =
-                CpuDenseExecutor::new(m.weights.into_dense().expect("dense"), KV_BYTES, BLOCK);
-            let draft_sps =
-                sps_profile::for_model(&mut exec, &Device::Cpu, BLOCK, concurrency, sha)
-                    .expect("draft step rate");
-            let costs = DraftCosts {
-                target: sps.clone(),
-                draft: draft_sps,
-            };
-            Box::new(DraftModel::new(exec, BLOCK, MAX_BATCH_TOKENS, GAMMA, costs))
-        }
-        _ => Box::new(NgramDrafters::default()),
+) -> (Box<dyn Drafter>, SpsTable) {
+    if method != Method::DraftModel {
+        let sps = target_sps(model, sha, concurrency);
+        return (Box::new(NgramDrafters::default()), sps);
     }
+    let (path, draft_sha) = draft.expect("--draft names the draft model");
+    let mut target = executor(model);
+    let mut exec = executor(path);
+    let draft_probe = ProbeModel {
+        exec: &mut exec,
+        device: &Device::Cpu,
+        max_tokens: concurrency,
+        model_sha256: draft_sha,
+    };
+    let (sps, draft_sps) = sps_profile::for_target_and_draft(
+        target_probe(&mut target, sha, concurrency),
+        draft_probe,
+        BLOCK,
+    )
+    .expect("step rates");
+    let costs = DraftCosts {
+        target: sps.clone(),
+        draft: draft_sps,
+    };
+    let model = DraftModel::new(exec, BLOCK, MAX_BATCH_TOKENS, GAMMA, costs);
+    (Box::new(model), sps)
 }
 
 fn run(
@@ -314,16 +342,16 @@ fn main() {
         let prompts = prompts(set);
         for &c in &a.concurrencies {
             let rows = c.max(8);
-            let sps = target_sps(&a.model, &sha, c);
             let mut plain: Option<Point> = None;
             for &method in &methods {
                 let speculator = (method != Method::Plain).then(|| {
+                    let (drafter, sps) = drafter(method, (&a.model, &sha), draft.as_ref(), c);
                     let cfg = SpeculationConfig {
                         max_draft: GAMMA,
-                        sps: sps.clone(),
+                        sps,
                         calibration: None,
                     };
-                    Speculator::new(cfg, drafter(method, draft.as_ref(), c, &sps))
+                    Speculator::new(cfg, drafter)
                 });
                 let p = run(&a.model, &prompts, rows, c, speculator);
                 let base = plain.as_ref().unwrap_or(&p);

@@ -17,11 +17,11 @@ use crate::engine::draft_model::{DraftCosts, DraftModel};
 use crate::engine::drafter::{Drafter, NgramDrafters};
 use crate::engine::dspark_drafter::DsparkDrafter;
 use crate::engine::speculation::{SpeculationConfig, Speculator};
-use crate::engine::sps_profile::{self, ProfileError};
+use crate::engine::sps_profile::{self, ProbeModel, ProfileError};
 use crate::job::SpecError;
 use crate::job::spec::{JobSpec, SpecMethod, SpeculationSpec};
 use crate::model::load::{LoadedModel, ModelWeights, load_model, model_sha256};
-use crate::spec::Sts;
+use crate::spec::{SpsTable, Sts};
 
 /// A checked `speculation.draft_model` and its file hash (which keys its
 /// step-rate cache).
@@ -125,8 +125,9 @@ pub(crate) fn describe(
 
 /// The engine's speculation for a checked job: `None` for method `none`,
 /// otherwise the drafter, γ, the calibration and the step rate of this
-/// backend on `device` ([`sps_profile::for_model`]). A draft model runs on
-/// its own CPU backend with `draft_kv_bytes` of KV ([`kv_split`]).
+/// backend on `device` ([`sps_profile`]; measured together with the draft
+/// model's when there is one). A draft model runs on its own CPU backend
+/// with `draft_kv_bytes` of KV ([`kv_split`]).
 pub(crate) fn engine_speculation<E: Executor + ?Sized>(
     spec: &JobSpec,
     calibration: Option<Sts>,
@@ -140,34 +141,41 @@ pub(crate) fn engine_speculation<E: Executor + ?Sized>(
     }
     let max_draft = spec.speculation.max_draft;
     let e = &spec.engine;
-    let max_tokens = sps_profile::probe_limit(e.max_batch_tokens, e.max_concurrent_rows, max_draft);
-    let sps = sps_profile::for_model(exec, device, BLOCK_SIZE, max_tokens, model_hash)?;
-    let drafter: Box<dyn Drafter> = match draft {
+    let target = ProbeModel {
+        exec,
+        device,
+        max_tokens: sps_profile::probe_limit(e.max_batch_tokens, e.max_concurrent_rows, max_draft),
+        model_sha256: model_hash,
+    };
+    let (sps, drafter): (SpsTable, Box<dyn Drafter>) = match draft {
         Some((source, kv_bytes)) => {
             let mut draft_exec =
                 cpu_executor(source.model.weights, kv_bytes, e.max_concurrent_rows, false)?;
             // A draft round feeds one token per drafting row.
-            let draft_sps = sps_profile::for_model(
-                &mut draft_exec,
-                &Device::Cpu,
-                BLOCK_SIZE,
-                e.max_concurrent_rows,
-                &source.sha256,
-            )?;
+            let draft = ProbeModel {
+                exec: &mut draft_exec,
+                device: &Device::Cpu,
+                max_tokens: e.max_concurrent_rows,
+                model_sha256: &source.sha256,
+            };
+            let (sps, draft_sps) = sps_profile::for_target_and_draft(target, draft, BLOCK_SIZE)?;
             let costs = DraftCosts {
                 target: sps.clone(),
                 draft: draft_sps,
             };
-            Box::new(DraftModel::new(
-                draft_exec,
-                BLOCK_SIZE,
-                e.max_batch_tokens,
-                max_draft,
-                costs,
-            ))
+            let drafter =
+                DraftModel::new(draft_exec, BLOCK_SIZE, e.max_batch_tokens, max_draft, costs);
+            (sps, Box::new(drafter))
         }
-        None if spec.speculation.method == SpecMethod::Dspark => Box::new(DsparkDrafter::default()),
-        None => Box::new(NgramDrafters::default()),
+        None => {
+            let sps = sps_profile::for_model(target, BLOCK_SIZE)?;
+            let drafter: Box<dyn Drafter> = if spec.speculation.method == SpecMethod::Dspark {
+                Box::new(DsparkDrafter::default())
+            } else {
+                Box::new(NgramDrafters::default())
+            };
+            (sps, drafter)
+        }
     };
     let cfg = SpeculationConfig {
         max_draft,

@@ -86,27 +86,50 @@ impl SpsTable {
     }
 
     /// Times `step(size)` [`PROFILE_RUNS`] times for each size and keeps the
-    /// fastest run. Interference (other processes on a shared machine, page
-    /// faults, a first-call allocation) only ever adds time, so the fastest
-    /// run is the closest to what the step costs the hardware, and tables
-    /// measured at different moments (a draft model's and its target's,
-    /// whose ratio decides whether drafting pays) stay comparable; a
-    /// median keeps whatever load the machine had during the probe. A step
-    /// too fast to time (zero duration) is refused as an infinite rate
-    /// rather than guessed at.
+    /// fastest run; see [`SpsTable::profile_together`].
     pub fn profile(
         sizes: &[usize],
         mut step: impl FnMut(usize) -> Duration,
     ) -> Result<SpsTable, SpsError> {
-        let mut points = Vec::with_capacity(sizes.len());
-        for &size in sizes {
-            let fastest = (0..PROFILE_RUNS)
-                .map(|_| step(size))
-                .min()
-                .expect("PROFILE_RUNS > 0");
-            points.push((size, 1.0 / fastest.as_secs_f64()));
+        let mut tables = SpsTable::profile_together(&[sizes], |_, size| step(size))?;
+        Ok(tables.remove(0))
+    }
+
+    /// Profiles several tables at once: `step(t, size)` times a step of
+    /// table `t`'s model over `size` tokens. Runs go in [`PROFILE_RUNS`]
+    /// rounds, each timing every size of every table once, and each point
+    /// keeps its fastest run.
+    ///
+    /// Interference (other tenants of a shared machine, page faults, a
+    /// first-call allocation) only ever adds time, so the fastest run is
+    /// the closest to what a step costs the hardware; a median would keep
+    /// whatever load the machine had during the probe. Rounds spread each
+    /// point's runs over the whole probe, so a slow spell costs a point at
+    /// most the runs it overlaps, and it hits every table alike: tables
+    /// whose ratio decides something (a draft model's and its target's)
+    /// are then compared on the same footing. A step too fast to time (zero
+    /// duration) is refused as an infinite rate rather than guessed at.
+    pub fn profile_together(
+        sizes: &[&[usize]],
+        mut step: impl FnMut(usize, usize) -> Duration,
+    ) -> Result<Vec<SpsTable>, SpsError> {
+        let mut fastest: Vec<Vec<Duration>> =
+            sizes.iter().map(|s| vec![Duration::MAX; s.len()]).collect();
+        for _ in 0..PROFILE_RUNS {
+            for (t, table) in sizes.iter().enumerate() {
+                for (i, &size) in table.iter().enumerate() {
+                    fastest[t][i] = fastest[t][i].min(step(t, size));
+                }
+            }
         }
-        SpsTable::new(points)
+        sizes
+            .iter()
+            .zip(fastest)
+            .map(|(table, runs)| {
+                let rates = runs.iter().map(|d| 1.0 / d.as_secs_f64());
+                SpsTable::new(table.iter().copied().zip(rates).collect())
+            })
+            .collect()
     }
 
     /// Steps per second for a batch of `tokens`, interpolated linearly
@@ -246,6 +269,22 @@ mod tests {
         assert_eq!(t.points(), &[(1, 100.0), (8, 12.5)]);
         let zero = SpsTable::profile(&[1], |_| Duration::ZERO);
         assert!(matches!(zero, Err(SpsError::BadRate { tokens: 1, .. })));
+    }
+
+    #[test]
+    fn tables_profiled_together_take_turns_in_rounds() {
+        let mut calls = Vec::new();
+        let tables = SpsTable::profile_together(&[&[1, 4], &[2]], |t, size| {
+            calls.push((t, size));
+            // A slow spell over the first round slows both tables' runs.
+            let slow = if calls.len() <= 3 { 5 } else { 1 };
+            Duration::from_millis(slow * (10 * t as u64 + size as u64))
+        })
+        .unwrap();
+        let round = [(0, 1), (0, 4), (1, 2)];
+        assert_eq!(calls, round.repeat(PROFILE_RUNS));
+        assert_eq!(tables[0].points(), &[(1, 1000.0), (4, 250.0)]);
+        assert_eq!(tables[1].points(), &[(2, 1000.0 / 12.0)]);
     }
 
     #[test]
