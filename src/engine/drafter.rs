@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use super::sampler::SamplingParams;
 use super::scheduler::SeqId;
 use crate::backend::executor::{BackendError, Executor};
-use crate::spec::{Draft, NgramConfig, NgramDrafter};
+use crate::spec::{Draft, JobConfidence, NgramConfig, NgramDrafter};
 
 /// A source of draft tokens for the engine's decoding rows.
 pub trait Drafter {
@@ -51,10 +51,22 @@ pub trait Drafter {
     fn release(&mut self, id: SeqId);
 }
 
-/// Prompt lookup over each row's own prompt and output.
-#[derive(Debug, Default)]
+/// Prompt lookup over each row's own prompt and output, with draft
+/// confidences learned per row and across the job's rows.
+#[derive(Debug)]
 pub struct NgramDrafters {
     rows: HashMap<SeqId, NgramDrafter>,
+    job: JobConfidence,
+}
+
+impl Default for NgramDrafters {
+    fn default() -> NgramDrafters {
+        let NgramConfig { min_n, max_n } = NgramConfig::default();
+        NgramDrafters {
+            rows: HashMap::new(),
+            job: JobConfidence::new(min_n, max_n),
+        }
+    }
 }
 
 impl Drafter for NgramDrafters {
@@ -72,13 +84,15 @@ impl Drafter for NgramDrafters {
     ) -> Result<Vec<(SeqId, Draft)>, BackendError> {
         Ok(rows
             .iter()
-            .filter_map(|&(id, max_len)| Some((id, self.rows.get_mut(&id)?.draft(max_len))))
+            .filter_map(|&(id, max_len)| {
+                Some((id, self.rows.get_mut(&id)?.draft(max_len, &self.job)))
+            })
             .collect())
     }
 
     fn record(&mut self, id: SeqId, verified: usize, accepted: usize) {
         if let Some(d) = self.rows.get_mut(&id) {
-            d.record(verified, accepted);
+            d.record(verified, accepted, &mut self.job);
         }
     }
 

@@ -18,6 +18,7 @@ pub mod calibration;
 mod dist;
 pub mod draft_vocab;
 pub mod ngram;
+pub mod ngram_confidence;
 pub mod sps;
 pub mod stats;
 
@@ -27,6 +28,7 @@ pub use calibration::{StepRecord, Sts, StsError};
 pub use dist::{DistError, TokenDist};
 pub use draft_vocab::DraftVocab;
 pub use ngram::{NgramConfig, NgramDrafter, NgramError};
+pub use ngram_confidence::JobConfidence;
 pub use sps::{SpsError, SpsTable};
 pub use stats::SpecStats;
 

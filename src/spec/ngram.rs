@@ -9,11 +9,10 @@
 //! confidence lets the budget decline it where verification is not free.
 //!
 //! The drafter is deterministic, so each draft distribution is a point mass.
-//! Confidence at draft position k after a match of length n is a running
-//! estimate of P(accept k | earlier accepted, match length n): an
-//! exponential moving average (weight [`EMA_WEIGHT`] on each new outcome)
-//! per (n, k), starting from the prior n / (n + 1) (1/2 for one token,
-//! 4/5 for four). It lies in [0, 1] by construction.
+//! Confidence at draft position k after a match of length n is the row's
+//! estimate of P(accept k | earlier accepted, match length n), which starts
+//! at the job's (pooled over all rows) and follows the row's own outcomes
+//! ([`super::ngram_confidence`]).
 //!
 //! Cost: an index from each n-gram to the end of its most recent occurrence
 //! that has a following token is updated per appended token (O(max_n) hash
@@ -26,6 +25,7 @@
 
 use std::collections::HashMap;
 
+use super::ngram_confidence::{JobConfidence, RowConfidence};
 use super::{Draft, TokenDist};
 
 /// The longest n-gram the index holds: four u32 ids fill its fixed-size key.
@@ -36,8 +36,6 @@ pub const MAX_N: usize = 4;
 /// step's token budget while the chance it is kept is the product of the
 /// acceptances before it.
 pub const MAX_DRAFT: usize = 16;
-/// Weight of each new outcome in the acceptance averages.
-pub const EMA_WEIGHT: f64 = 0.1;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NgramError {
@@ -71,10 +69,10 @@ pub struct NgramDrafter {
     /// `ends[n - min_n]`: n-gram → end (exclusive) of its most recent
     /// occurrence that is followed by at least one token.
     ends: Vec<HashMap<Key, usize>>,
-    /// `acceptance[n - min_n][k]`: running P(accept position k+1).
-    acceptance: Vec<Vec<f64>>,
-    /// Match length behind the draft awaiting [`Self::record`].
-    pending: Option<usize>,
+    /// This row's acceptance outcomes.
+    confidence: RowConfidence,
+    /// (match length, tokens) of the draft awaiting [`Self::record`].
+    pending: Option<(usize, usize)>,
 }
 
 impl NgramDrafter {
@@ -88,7 +86,7 @@ impl NgramDrafter {
             config,
             history: Vec::new(),
             ends: vec![HashMap::new(); lengths],
-            acceptance: vec![Vec::new(); lengths],
+            confidence: RowConfidence::new(min_n, max_n),
             pending: None,
         })
     }
@@ -110,47 +108,36 @@ impl NgramDrafter {
         &self.history
     }
 
-    /// Up to `gamma` tokens; empty when no suffix of at least `min_n`
-    /// tokens occurred before.
-    pub fn draft(&mut self, gamma: usize) -> Draft {
+    /// Up to `gamma` tokens, with confidences from this row's outcomes and
+    /// the job's (`job`); empty when no suffix of at least `min_n` tokens
+    /// occurred before.
+    pub fn draft(&mut self, gamma: usize, job: &JobConfidence) -> Draft {
         self.pending = None;
         let mut draft = Draft::default();
         let Some((n, start)) = self.lookup() else {
             return draft;
         };
         let len = gamma.min(self.history.len() - start);
-        let prior = n as f64 / (n as f64 + 1.0);
-        let acceptance = &mut self.acceptance[n - self.config.min_n];
-        if acceptance.len() < len {
-            acceptance.resize(len, prior);
-        }
-        for (&t, &c) in self.history[start..start + len]
-            .iter()
-            .zip(acceptance.iter())
-        {
+        for (k, &t) in self.history[start..start + len].iter().enumerate() {
+            let c = self.confidence.confidence(job, n, k);
             draft.push(t, c as f32, TokenDist::point(t));
         }
         if len > 0 {
-            self.pending = Some(n);
+            self.pending = Some((n, len));
         }
         draft
     }
 
     /// Reports how the last draft fared: `verified` positions went to the
-    /// target and the first `accepted` of them stood. Position k was a
-    /// conditional trial iff every earlier one was accepted, so positions
-    /// up to `accepted + 1` (and within `verified`) update the averages.
-    /// Without a pending draft this does nothing.
-    pub fn record(&mut self, verified: usize, accepted: usize) {
-        let Some(n) = self.pending.take() else {
+    /// target and the first `accepted` of them stood. The outcome goes into
+    /// this row's estimates and the job's. Without a pending draft this
+    /// does nothing.
+    pub fn record(&mut self, verified: usize, accepted: usize, job: &mut JobConfidence) {
+        let Some((n, len)) = self.pending.take() else {
             return;
         };
-        let acceptance = &mut self.acceptance[n - self.config.min_n];
-        let trials = verified.min(accepted + 1).min(acceptance.len());
-        for (k, a) in acceptance[..trials].iter_mut().enumerate() {
-            let outcome = if k < accepted { 1.0 } else { 0.0 };
-            *a += EMA_WEIGHT * (outcome - *a);
-        }
+        self.confidence.record(n, len, verified, accepted);
+        job.record(n, len, verified, accepted);
     }
 
     /// (match length, start of the continuation) of the longest suffix
@@ -180,6 +167,10 @@ mod tests {
     use super::*;
     use crate::engine::rng::Rng;
 
+    fn job() -> JobConfidence {
+        JobConfidence::new(1, MAX_N)
+    }
+
     fn drafter(history: &[u32]) -> NgramDrafter {
         let mut d = NgramDrafter::new(NgramConfig::default()).unwrap();
         d.extend(history);
@@ -201,7 +192,7 @@ mod tests {
     #[test]
     fn copies_a_repeated_span() {
         let mut d = drafter(&[10, 11, 12, 13, 14, 15, 99, 10, 11, 12]);
-        let draft = d.draft(3);
+        let draft = d.draft(3, &job());
         assert_eq!(draft.tokens(), &[13, 14, 15]);
         assert!(
             draft
@@ -211,7 +202,10 @@ mod tests {
                 .all(|(q, &t)| q.as_point() == Some(t))
         );
         // Only as many tokens as the history holds after the match.
-        assert_eq!(drafter(&[1, 2, 3, 1, 2]).draft(8).tokens(), &[3, 1, 2]);
+        assert_eq!(
+            drafter(&[1, 2, 3, 1, 2]).draft(8, &job()).tokens(),
+            &[3, 1, 2]
+        );
     }
 
     #[test]
@@ -220,20 +214,27 @@ mod tests {
         // (then 3); the 1-gram [8] most recently at 9 (then 5). Longest
         // wins over most recent, and among 2-grams the later one.
         let h = [7, 8, 1, 0, 7, 8, 3, 0, 0, 8, 5, 7, 8];
-        assert_eq!(drafter(&h).draft(1).tokens(), &[3]);
+        assert_eq!(drafter(&h).draft(1, &job()).tokens(), &[3]);
         assert_eq!(rescan(&h, NgramConfig::default(), 1), [3]);
         let h = [4, 8, 1, 0, 8, 5, 6, 8];
-        assert_eq!(drafter(&h).draft(2).tokens(), &[5, 6], "most recent [8]");
+        assert_eq!(
+            drafter(&h).draft(2, &job()).tokens(),
+            &[5, 6],
+            "most recent [8]"
+        );
     }
 
     #[test]
     fn no_match_means_no_draft() {
-        assert!(drafter(&[1, 2, 3, 4]).draft(4).is_empty());
-        assert!(drafter(&[]).draft(4).is_empty());
+        assert!(drafter(&[1, 2, 3, 4]).draft(4, &job()).is_empty());
+        assert!(drafter(&[]).draft(4, &job()).is_empty());
         let cfg = NgramConfig { min_n: 2, max_n: 3 };
         let mut d = NgramDrafter::new(cfg).unwrap();
         d.extend(&[5, 1, 2, 5]);
-        assert!(d.draft(4).is_empty(), "a 1-token match is below min_n");
+        assert!(
+            d.draft(4, &job()).is_empty(),
+            "a 1-token match is below min_n"
+        );
     }
 
     #[test]
@@ -246,14 +247,14 @@ mod tests {
                 one_at_a_time.extend(&[t]);
                 let want = rescan(&h[..=i], cfg, 5);
                 assert_eq!(
-                    one_at_a_time.draft(5).tokens(),
+                    one_at_a_time.draft(5, &job()).tokens(),
                     want.as_slice(),
                     "prefix {i}"
                 );
             }
             let mut all_at_once = NgramDrafter::new(cfg).unwrap();
             all_at_once.extend(&h);
-            assert_eq!(all_at_once.draft(5), one_at_a_time.draft(5));
+            assert_eq!(all_at_once.draft(5, &job()), one_at_a_time.draft(5, &job()));
         }
     }
 
@@ -265,34 +266,39 @@ mod tests {
             .collect();
         let planted = h[1234..1244].to_vec();
         h.extend_from_slice(&planted[..4]);
-        assert_eq!(drafter(&h).draft(6).tokens(), &planted[4..10]);
+        assert_eq!(drafter(&h).draft(6, &job()).tokens(), &planted[4..10]);
     }
 
     #[test]
     fn confidence_follows_match_length_and_recorded_outcomes() {
+        let close = |c: &[f32], want: &[f32]| {
+            c.len() == want.len() && c.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6)
+        };
+        let mut job = job();
         let mut d = drafter(&[1, 2, 3, 4, 5, 6, 1, 2, 3, 4]);
-        assert_eq!(
-            d.draft(2).confidence(),
-            &[0.8, 0.8],
+        let c = d.draft(2, &job);
+        assert!(
+            close(c.confidence(), &[0.8, 0.8]),
             "prior for a 4-token match"
         );
-        d.record(2, 0);
-        // Position 1 failed (0.8 -> 0.72); position 2 was never a trial.
-        assert_eq!(d.draft(2).confidence(), &[0.72, 0.8]);
-        d.record(2, 2);
-        let c = d.draft(2);
-        assert!(
-            (c.confidence()[0] - 0.748).abs() < 1e-6 && (c.confidence()[1] - 0.82).abs() < 1e-6
-        );
+        d.record(2, 0, &mut job);
+        // Position 1 failed: the job's rate 0.8 -> 0.72, the row's
+        // (2 · 0.72 + 0) / (2 + 1); position 2 was never a trial.
+        assert!(close(d.draft(2, &job).confidence(), &[0.48, 0.8]));
+        d.record(2, 2, &mut job);
+        // Job 0.748 and 0.82; row counts (1, 1.9) and (1, 1).
+        let c = d.draft(2, &job);
+        assert!(close(c.confidence(), &[2.496 / 3.9, 2.64 / 3.0]), "{c:?}");
         let mut short = drafter(&[9, 1, 9]);
-        assert_eq!(
-            short.draft(1).confidence(),
-            &[0.5],
-            "prior for a 1-token match"
+        assert!(
+            close(short.draft(1, &job).confidence(), &[0.5]),
+            "prior for 1 token"
         );
-        short.record(1, 1);
-        short.record(1, 1);
-        assert_eq!(short.draft(1).confidence(), &[0.55], "one record per draft");
+        short.record(1, 1, &mut job);
+        short.record(1, 1, &mut job);
+        // Job 0.55, row (1, 1): (1.1 + 1) / 3.
+        let c = short.draft(1, &job);
+        assert!(close(c.confidence(), &[0.7]), "one record per draft: {c:?}");
     }
 
     #[test]
