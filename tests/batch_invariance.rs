@@ -8,10 +8,11 @@ use specbatch::backend::cpu::dense::CpuDenseExecutor;
 use specbatch::backend::executor::{Executor, ForwardBatch, SeqChunk};
 use specbatch::engine::sampler::argmax;
 use specbatch::model::load::load_model;
+use specbatch::text::TextTokenizer;
 
 const BLOCK: usize = 16;
 
-fn prompt(tok: &specbatch::text::TextTokenizer, i: usize) -> Vec<u32> {
+fn prompt(tok: &TextTokenizer, i: usize) -> Vec<u32> {
     let text = format!(
         "<|im_start|>user\nQuestion {i}: explain, in {} short sentences, why the sky looks {}.<|im_end|>\n<|im_start|>assistant\n",
         i + 2,
@@ -26,15 +27,21 @@ fn table(first_block: u32, tokens: usize) -> Vec<u32> {
         .collect()
 }
 
-#[test]
-fn logits_are_bitwise_equal_alone_and_in_a_mixed_batch_of_16() {
+/// SmolLM2-135M on the CPU with KV for `blocks` blocks, and its tokenizer.
+fn smollm2(blocks: u64) -> (CpuDenseExecutor, TextTokenizer) {
     let m = load_model(&common::model_path(common::SMOLLM2)).unwrap();
-    let tok = m.tokenizer.clone();
-    let mut exec = CpuDenseExecutor::new(
+    let kv_bytes = blocks * BLOCK as u64 * 23_040;
+    let exec = CpuDenseExecutor::new(
         m.weights.into_dense().expect("dense model"),
-        400 * BLOCK as u64 * 23_040,
+        kv_bytes,
         BLOCK,
     );
+    (exec, m.tokenizer)
+}
+
+#[test]
+fn logits_are_bitwise_equal_alone_and_in_a_mixed_batch_of_16() {
+    let (mut exec, tok) = smollm2(400);
     let vocab = exec.shape().vocab_size;
     let decode_steps = 3;
 
@@ -173,13 +180,7 @@ fn logits_are_bitwise_equal_alone_and_in_a_mixed_batch_of_16() {
 
 #[test]
 fn a_vocabulary_prefix_gives_the_same_logits_cut_short() {
-    let m = load_model(&common::model_path(common::SMOLLM2)).unwrap();
-    let tok = m.tokenizer.clone();
-    let mut exec = CpuDenseExecutor::new(
-        m.weights.into_dense().expect("dense model"),
-        64 * BLOCK as u64 * 23_040,
-        BLOCK,
-    );
+    let (mut exec, tok) = smollm2(64);
     let vocab = exec.shape().vocab_size;
     let p = prompt(&tok, 1);
     let batch = |seq_id: u64, first_block: u32| ForwardBatch {

@@ -185,6 +185,8 @@ fn cached((path, key): &(PathBuf, String)) -> Option<SpsTable> {
     })
 }
 
+/// Says on stderr that a probe is starting (it takes seconds) and where
+/// its tables will be cached.
 fn announce(entries: &[&(PathBuf, String)]) {
     let paths: Vec<String> = entries.iter().map(|e| e.0.display().to_string()).collect();
     eprintln!(
@@ -330,7 +332,8 @@ mod tests {
         let sizes = |table: &SpsTable| table.points().iter().map(|p| p.0).collect::<Vec<_>>();
         assert_eq!(sizes(&t), vec![1, 2, 3]);
         assert_eq!(sizes(&d), vec![1, 2]);
-        // Timings never repeat to the nanosecond: equal tables were read back.
+        // Timings never repeat to the nanosecond: equal tables were read
+        // back, bit for bit (serde_json's `float_roundtrip`).
         let (again, _) = probes();
         assert_eq!(again, (t, d));
         for (path, _) in entries {
