@@ -14,6 +14,18 @@ pub(super) struct Scratch {
     pub(super) ints: Vec<i32>,
 }
 
+impl Scratch {
+    /// Sizes the buffers the 32-value-block kernels unpack a row of `cols`
+    /// values into: quants in `bytes`, block scales in `f0`, Q4_1 mins in
+    /// `f1`.
+    pub(super) fn fit_q32_row(&mut self, cols: usize) {
+        let nb = cols / 32;
+        self.bytes.resize(cols, 0);
+        self.f0.resize(nb, 0.0);
+        self.f1.resize(nb, 0.0);
+    }
+}
+
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }

@@ -48,9 +48,7 @@ fn rows_as<const F: u8>(
     s: &mut Scratch,
 ) {
     let nb = w.cols / 32;
-    s.bytes.resize(w.cols, 0);
-    s.f0.resize(nb, 0.0);
-    s.f1.resize(nb, 0.0);
+    s.fit_q32_row(w.cols);
     for n in rows {
         unpack::<F>(w.row_bytes(n), &mut s.bytes, &mut s.f0, &mut s.f1);
         let wr = WeightRow {

@@ -27,9 +27,7 @@ pub(super) fn rows(
     s: &mut Scratch,
 ) {
     let nb = w.cols / 32;
-    s.bytes.resize(w.cols, 0);
-    s.f0.resize(nb, 0.0);
-    s.f1.resize(nb, 0.0);
+    s.fit_q32_row(w.cols);
     let tr = Transposer::new();
     for n in rows {
         let row = w.row_bytes(n);
