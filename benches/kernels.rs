@@ -4,14 +4,15 @@
 //! Each shape is replicated into enough copies to exceed the last-level
 //! cache, and calls cycle through the copies, so weights stream from DRAM
 //! as they do in a real forward pass. Run: `cargo bench --bench kernels`
-//! (threads: RAYON_NUM_THREADS, default all cores). Arguments, if any,
+//! (threads: RAYON_NUM_THREADS, default all cores), once per kernel family
+//! this CPU runs (the engine uses the first it detects). Arguments, if any,
 //! select formats by name, e.g. `cargo bench --bench kernels -- Q4_1 Q4K`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use half::f16;
-use specbatch::backend::cpu::{Isa, matmul};
+use specbatch::backend::cpu::{Isa, matmul_on};
 use specbatch::model::quant::QType;
 use specbatch::model::tensor::{Storage, Tensor};
 
@@ -55,7 +56,7 @@ fn random_weights(qtype: QType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<
     bytes
 }
 
-fn bench(qtype: QType, rows: usize, cols: usize, ms: &[usize], rng: &mut Rng) {
+fn bench(isa: Isa, qtype: QType, rows: usize, cols: usize, ms: &[usize], rng: &mut Rng) {
     let one = rows * qtype.row_bytes(cols);
     let copies = WORKING_SET.div_ceil(one).max(2);
     let tensors: Vec<Tensor> = (0..copies)
@@ -70,21 +71,22 @@ fn bench(qtype: QType, rows: usize, cols: usize, ms: &[usize], rng: &mut Rng) {
         // Warm up (page faults, thread pool, buffers), then time for at
         // least ~0.4 s and report the median call.
         for t in &tensors {
-            matmul(t, &x, m, &mut out);
+            matmul_on(isa, t, &x, m, &mut out);
         }
         let mut times = Vec::new();
         let start = Instant::now();
         while start.elapsed() < Duration::from_millis(400) || times.len() < 2 * copies {
             let t = &tensors[times.len() % copies];
             let t0 = Instant::now();
-            matmul(t, &x, m, &mut out);
+            matmul_on(isa, t, &x, m, &mut out);
             times.push(t0.elapsed());
         }
         times.sort();
         let med = times[times.len() / 2].as_secs_f64();
         let flops = 2.0 * (m * rows * cols) as f64;
         println!(
-            "{:<5} {:>6} x {:<5} m={:<3} {:>9.1} us  {:>6.1} GB/s  {:>7.1} GFLOP/s",
+            "{:<7} {:<5} {:>6} x {:<5} m={:<3} {:>9.1} us  {:>6.1} GB/s  {:>7.1} GFLOP/s",
+            format!("{isa:?}"),
             format!("{qtype:?}"),
             rows,
             cols,
@@ -98,7 +100,7 @@ fn bench(qtype: QType, rows: usize, cols: usize, ms: &[usize], rng: &mut Rng) {
 
 fn main() {
     println!(
-        "kernels: {:?}, {} threads, weights cycled over {} MiB",
+        "kernels: {:?} (the engine's), {} threads, weights cycled over {} MiB",
         Isa::detect(),
         rayon::current_num_threads(),
         WORKING_SET >> 20
@@ -114,6 +116,7 @@ fn main() {
         (QType::Q4_1, 576, 1536),
         (QType::Q8_0, 4864, 896),
         (QType::Q5_0, 4864, 896),
+        (QType::Q4_1, 4864, 896),
         (QType::Q4K, 8960, 1536),
         (QType::Q6K, 1536, 8960),
         (QType::Q6K, 32768, 1536),
@@ -123,6 +126,10 @@ fn main() {
         if !wanted.is_empty() && !wanted.iter().any(|w| *w == format!("{qtype:?}")) {
             continue;
         }
-        bench(qtype, rows, cols, &ms, &mut rng);
+        for isa in Isa::available() {
+            if isa != Isa::Scalar {
+                bench(isa, qtype, rows, cols, &ms, &mut rng);
+            }
+        }
     }
 }

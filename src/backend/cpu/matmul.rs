@@ -23,18 +23,20 @@ thread_local! {
     static ACTS: RefCell<Vec<QuantActs>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `out = x · wᵀ`: `x` is `m × w.cols` row-major, `out` is `m × w.rows`.
+/// `out = x · wᵀ`: `x` is `m × w.cols` row-major, `out` is `m × w.rows`,
+/// on the kernel family [`Isa::for_matmul`] picks.
 ///
 /// Panics when the slice lengths do not match the shapes (a caller bug).
 pub fn matmul(w: &Tensor, x: &[f32], m: usize, out: &mut [f32]) {
-    matmul_on(Isa::detect(), w, x, m, out);
+    matmul_on(Isa::for_matmul([w.qtype], m), w, x, m, out);
 }
 
 /// Several matmuls over the same input `x` (Q, K and V; gate and up) in one
 /// parallel dispatch: fewer thread-pool wake-ups per layer, and bitwise the
 /// same results as separate [`matmul`] calls.
 pub fn matmul_many(ws: &[&Tensor], x: &[f32], m: usize, outs: &mut [&mut [f32]]) {
-    matmul_many_on(Isa::detect(), ws, x, m, outs);
+    let isa = Isa::for_matmul(ws.iter().map(|w| w.qtype), m);
+    matmul_many_on(isa, ws, x, m, outs);
 }
 
 /// [`matmul`] with an explicit kernel family (which must be available on

@@ -24,4 +24,4 @@ pub mod ops;
 mod scratch;
 
 pub use isa::Isa;
-pub use matmul::matmul;
+pub use matmul::{matmul, matmul_on};
