@@ -24,19 +24,18 @@ thread_local! {
 }
 
 /// `out = x · wᵀ`: `x` is `m × w.cols` row-major, `out` is `m × w.rows`,
-/// on the kernel family [`Isa::for_matmul`] picks.
+/// on the best kernel family this CPU has ([`Isa::detect`]).
 ///
 /// Panics when the slice lengths do not match the shapes (a caller bug).
 pub fn matmul(w: &Tensor, x: &[f32], m: usize, out: &mut [f32]) {
-    matmul_on(Isa::for_matmul([w.qtype], m), w, x, m, out);
+    matmul_on(Isa::detect(), w, x, m, out);
 }
 
 /// Several matmuls over the same input `x` (Q, K and V; gate and up) in one
 /// parallel dispatch: fewer thread-pool wake-ups per layer, and bitwise the
 /// same results as separate [`matmul`] calls.
 pub fn matmul_many(ws: &[&Tensor], x: &[f32], m: usize, outs: &mut [&mut [f32]]) {
-    let isa = Isa::for_matmul(ws.iter().map(|w| w.qtype), m);
-    matmul_many_on(isa, ws, x, m, outs);
+    matmul_many_on(Isa::detect(), ws, x, m, outs);
 }
 
 /// [`matmul`] with an explicit kernel family (which must be available on
@@ -178,6 +177,78 @@ pub(super) fn for_act_rows<const R: usize>(
             dst.put(i, n, dot1(&[acts.q8(i)])[0]);
             i += 1;
         }
+    }
+}
+
+/// The largest kernel tile of the natural-order block kernels, so a verify
+/// pass of up to eight tokens reads and unpacks each weight block once;
+/// also the most activation rows that AVX2 takes 32-value-block formats
+/// for in natural order (`Isa::act_layout`).
+pub(super) const MAX_ROWS: usize = 8;
+
+/// A block-format kernel: dots of one stored weight row with `R` (1 to
+/// [`MAX_ROWS`]) quantized activation rows, each computed exactly as if
+/// alone.
+pub(super) trait RowsDot {
+    /// SAFETY: the CPU must support the features of the kernel's family.
+    unsafe fn dot<const R: usize>(row: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R];
+}
+
+/// Runs kernel `K` on weight rows `rows` against every activation row, in
+/// tiles of [`MAX_ROWS`] activation rows and one tile of the rest. Always
+/// inlined into a family's dispatch, whose features the kernel then runs
+/// with.
+///
+/// SAFETY: the CPU must support the features of `K`'s family.
+#[inline(always)]
+pub(super) unsafe fn tiles<K: RowsDot>(
+    w: &Tensor,
+    acts: &Acts<'_>,
+    rows: Range<usize>,
+    dst: &mut Cols<'_>,
+) {
+    // The match below names every tile size.
+    const { assert!(MAX_ROWS == 8) };
+    let m = dst.m();
+    for n in rows {
+        let row = w.row_bytes(n);
+        let mut i = 0;
+        while i < m {
+            let r = (m - i).min(MAX_ROWS);
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                match r {
+                    8 => tile::<K, 8>(row, acts, i, n, dst),
+                    7 => tile::<K, 7>(row, acts, i, n, dst),
+                    6 => tile::<K, 6>(row, acts, i, n, dst),
+                    5 => tile::<K, 5>(row, acts, i, n, dst),
+                    4 => tile::<K, 4>(row, acts, i, n, dst),
+                    3 => tile::<K, 3>(row, acts, i, n, dst),
+                    2 => tile::<K, 2>(row, acts, i, n, dst),
+                    _ => tile::<K, 1>(row, acts, i, n, dst),
+                }
+            }
+            i += r;
+        }
+    }
+}
+
+/// Activation rows `i..i + R` against weight row `n`.
+///
+/// SAFETY: the CPU must support the features of `K`'s family.
+#[inline(always)]
+unsafe fn tile<K: RowsDot, const R: usize>(
+    row: &[u8],
+    acts: &Acts<'_>,
+    i: usize,
+    n: usize,
+    dst: &mut Cols<'_>,
+) {
+    let a: [Q8Row<'_>; R] = std::array::from_fn(|r| acts.q8(i + r));
+    // SAFETY: forwarded from the caller.
+    let out = unsafe { K::dot::<R>(row, &a) };
+    for (r, v) in out.into_iter().enumerate() {
+        dst.put(i + r, n, v);
     }
 }
 

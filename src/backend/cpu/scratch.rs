@@ -11,7 +11,6 @@ pub(super) struct Scratch {
     pub(super) bytes: Vec<u8>,
     pub(super) f0: Vec<f32>,
     pub(super) f1: Vec<f32>,
-    pub(super) ints: Vec<i32>,
 }
 
 impl Scratch {

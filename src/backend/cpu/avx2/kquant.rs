@@ -26,9 +26,11 @@ use crate::model::tensor::Tensor;
 #[target_feature(enable = "avx2,f16c")]
 pub(super) fn rows(w: &Tensor, acts: &Acts<'_>, rows: Range<usize>, dst: &mut Cols<'_>) {
     if w.qtype == QType::Q4K {
-        tiles::<Q4K>(w, acts, rows, dst);
+        // SAFETY: this function has the family's features.
+        unsafe { tiles::<Q4K>(w, acts, rows, dst) };
     } else {
-        tiles::<Q6K>(w, acts, rows, dst);
+        // SAFETY: this function has the family's features.
+        unsafe { tiles::<Q6K>(w, acts, rows, dst) };
     }
 }
 

@@ -23,9 +23,9 @@ mod q32_grouped;
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::matmul::{Acts, Cols};
+use super::matmul::{Acts, Cols, MAX_ROWS, RowsDot, tiles};
 use super::scratch::with_scratch;
-use crate::model::quant::{ActLayout, Q8Row, QType};
+use crate::model::quant::{ActLayout, QType};
 use crate::model::tensor::Tensor;
 
 /// Computes columns `rows` of the output for every activation row.
@@ -40,64 +40,6 @@ pub(super) unsafe fn rows(w: &Tensor, acts: &Acts<'_>, rows: Range<usize>, dst: 
             ActLayout::Grouped => with_scratch(|s| q32_grouped::rows(w, acts, rows, dst, s)),
         },
         QType::Q4K | QType::Q6K => kquant::rows(w, acts, rows, dst),
-    }
-}
-
-/// The largest kernel tile, so a verify pass of up to eight tokens reads
-/// and unpacks each weight block once; also the most activation rows that
-/// 32-value-block formats take in natural order (`Isa::act_layout`).
-pub(super) const MAX_ROWS: usize = 8;
-
-/// A block-format kernel: dots of one stored weight row with `R` (1 to
-/// [`MAX_ROWS`]) quantized activation rows, each computed exactly as if
-/// alone.
-trait RowsDot {
-    /// SAFETY: the CPU must support the `Isa::Avx2` features.
-    unsafe fn dot<const R: usize>(row: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R];
-}
-
-/// Runs kernel `K` on weight rows `rows` against every activation row, in
-/// tiles of [`MAX_ROWS`] activation rows and one tile of the rest.
-#[target_feature(enable = "avx2,f16c")]
-fn tiles<K: RowsDot>(w: &Tensor, acts: &Acts<'_>, rows: Range<usize>, dst: &mut Cols<'_>) {
-    // The match below names every tile size.
-    const { assert!(MAX_ROWS == 8) };
-    let m = dst.m();
-    for n in rows {
-        let row = w.row_bytes(n);
-        let mut i = 0;
-        while i < m {
-            let r = (m - i).min(MAX_ROWS);
-            match r {
-                8 => tile::<K, 8>(row, acts, i, n, dst),
-                7 => tile::<K, 7>(row, acts, i, n, dst),
-                6 => tile::<K, 6>(row, acts, i, n, dst),
-                5 => tile::<K, 5>(row, acts, i, n, dst),
-                4 => tile::<K, 4>(row, acts, i, n, dst),
-                3 => tile::<K, 3>(row, acts, i, n, dst),
-                2 => tile::<K, 2>(row, acts, i, n, dst),
-                _ => tile::<K, 1>(row, acts, i, n, dst),
-            }
-            i += r;
-        }
-    }
-}
-
-/// Activation rows `i..i + R` against weight row `n`.
-#[target_feature(enable = "avx2,f16c")]
-fn tile<K: RowsDot, const R: usize>(
-    row: &[u8],
-    acts: &Acts<'_>,
-    i: usize,
-    n: usize,
-    dst: &mut Cols<'_>,
-) {
-    let a: [Q8Row<'_>; R] = std::array::from_fn(|r| acts.q8(i + r));
-    // SAFETY: this function's features are the kernels' (its callers
-    // checked them).
-    let out = unsafe { K::dot::<R>(row, &a) };
-    for (r, v) in out.into_iter().enumerate() {
-        dst.put(i + r, n, v);
     }
 }
 

@@ -28,10 +28,13 @@ pub(super) const Q5_0: u8 = 2;
 
 #[target_feature(enable = "avx2,f16c")]
 pub(super) fn rows(w: &Tensor, acts: &Acts<'_>, rows: Range<usize>, dst: &mut Cols<'_>) {
-    match w.qtype {
-        QType::Q8_0 => tiles::<Format<Q8_0>>(w, acts, rows, dst),
-        QType::Q5_0 => tiles::<Format<Q5_0>>(w, acts, rows, dst),
-        _ => tiles::<Format<Q4_1>>(w, acts, rows, dst),
+    // SAFETY: this function has the family's features.
+    unsafe {
+        match w.qtype {
+            QType::Q8_0 => tiles::<Format<Q8_0>>(w, acts, rows, dst),
+            QType::Q5_0 => tiles::<Format<Q5_0>>(w, acts, rows, dst),
+            _ => tiles::<Format<Q4_1>>(w, acts, rows, dst),
+        }
     }
 }
 

@@ -1,244 +1,419 @@
-//! Q4_K and Q6_K (256-value super-blocks), dotted straight from the stored
-//! bytes with Q8_K activations in natural order. Each super-block is
-//! unpacked once into registers (64 unsigned quants per register in natural
-//! value order, plus per-lane scale vectors) and then dotted with up to four
-//! activation rows: a VNNI dot gives per-lane partial sums, which are
-//! multiplied by their (sub-)block scale and summed to the block's exact
-//! integer dot. Block contributions go into scalar lanes (a row has few
-//! super-blocks), exactly as in the reference.
+//! Q4_K and Q6_K (256-value super-blocks) with Q8_K activations in natural
+//! order, computed straight from the stored blocks for tiles of up to
+//! [`MAX_ROWS`](crate::backend::cpu::matmul::MAX_ROWS) activation rows. Per super-block the weight-side work
+//! (splitting nibbles into value order, spreading each sub-block's scale
+//! over its lanes) is done once in registers and shared by the tile's rows;
+//! each row then costs four loads, four `maddubs` and four VNNI `dpwssd`
+//! (pairs of i16 products times the lane's scale, added to i32), plus one
+//! `madd` of its per-16 sums for the mins (Q4_K) or the +32 offset (Q6_K).
+//!
+//! Every (block, row) leaves one or two vectors whose lane totals are exact
+//! integers; sixteen such vectors are reduced in one tree ([`totals`]), so
+//! the horizontal work is shared by several blocks when the tile has few
+//! rows. Float contributions then go into the reference's 16 block lanes,
+//! kept for all rows at once ([`RowLanes`]), in the reference's order and
+//! rounding, so results are bitwise the reference's.
 
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::Scratch;
-use crate::backend::cpu::matmul::{Acts, Cols, for_act_rows};
-use crate::model::quant::lanes::{BLOCK_LANES, fold};
-use crate::model::quant::{Q8Row, f16_at, q4_k, q6_k};
+use crate::backend::cpu::matmul::{Acts, Cols, RowsDot, tiles};
+use crate::model::quant::lanes::BLOCK_LANES;
+use crate::model::quant::{Q8Row, QType, q4_k, q6_k};
 use crate::model::tensor::Tensor;
 
-/// One unpacked super-block: quants for values 64j..64j+64 in `w[j]`, the
-/// scale of each dot lane in `scale[j]` (as two equal i16 halves of each
-/// 32-bit lane, see [`pair16`]); `corr` turns the per-16 activation sums
-/// into the integer correction subtracted from the scaled dot (Q4_K: mins,
-/// Q6_K: the +32 offset).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) fn rows(w: &Tensor, acts: &Acts<'_>, rows: Range<usize>, dst: &mut Cols<'_>) {
+    if w.qtype == QType::Q4K {
+        // SAFETY: this function has the family's features.
+        unsafe { tiles::<Q4K>(w, acts, rows, dst) };
+    } else {
+        // SAFETY: this function has the family's features.
+        unsafe { tiles::<Q6K>(w, acts, rows, dst) };
+    }
+}
+
+/// The Q4_K kernel.
+struct Q4K;
+
+impl RowsDot for Q4K {
+    unsafe fn dot<const R: usize>(row: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R] {
+        // SAFETY: the caller guarantees the features.
+        unsafe { dot_q4_k(row, a) }
+    }
+}
+
+/// The Q6_K kernel.
+struct Q6K;
+
+impl RowsDot for Q6K {
+    unsafe fn dot<const R: usize>(row: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R] {
+        // SAFETY: the caller guarantees the features.
+        unsafe { dot_q6_k(row, a) }
+    }
+}
+
+/// Checks that every activation row covers `nb` super-blocks.
+fn check_rows<const R: usize>(a: &[Q8Row<'_>; R], nb: usize) {
+    for r in a {
+        assert!(r.q.len() == 256 * nb && r.sums.len() == 16 * nb && r.d.len() == nb);
+    }
+}
+
+/// Where a tile of `R` rows keeps row `r` of block `g` of a unit: slot
+/// `g * stride + r`, with the stride `R` rounded up to a power of two so
+/// that a unit of `8 / stride` blocks fills one 8-lane float register.
+const fn stride(rows: usize) -> usize {
+    rows.next_power_of_two()
+}
+
+/// A vector whose i16 lane `k` holds `f(k)` (permutation indices).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn i16_index(f: impl Fn(usize) -> usize) -> __m512i {
+    let idx: [i16; 32] = std::array::from_fn(|k| f(k) as i16);
+    // SAFETY: reads 32 i16 from a 32-element array.
+    unsafe { _mm512_loadu_si512(idx.as_ptr() as *const _) }
+}
+
+/// The i16 lanes `0..n` of `v` zero-extended to the low halves of `n`
+/// 32-bit lanes whose high halves are 0: a `madd` with such a vector
+/// multiplies an i32 lane that fits in i16 by the lane's factor.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn low_halves(v: __m512i) -> __m512i {
+    _mm512_and_si512(v, _mm512_set1_epi32(0xFFFF))
+}
+
+/// Lane totals of sixteen vectors: vector `k`'s total in lane `k`. Four
+/// rounds of pairwise shuffles and adds (45 instructions in all); integer
+/// sums are exact in any order.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn totals(v: &[__m512i; 16]) -> __m512i {
+    // The rounds leave input k's total in lane 4 (k % 4) + k / 4; feeding
+    // them in transposed order puts vector k in lane k.
+    let at = |k: usize| v[((k & 3) << 2) | (k >> 2)];
+    // 512 -> 256 bits: pair i's two inputs, each as two 128-bit partials.
+    let a: [__m512i; 8] = std::array::from_fn(|i| {
+        let (x, y) = (at(2 * i), at(2 * i + 1));
+        _mm512_add_epi32(
+            _mm512_shuffle_i64x2::<0x44>(x, y),
+            _mm512_shuffle_i64x2::<0xEE>(x, y),
+        )
+    });
+    // 256 -> 128 bits: input 4i + q in 128-bit lane q of b[i].
+    let b: [__m512i; 4] = std::array::from_fn(|i| {
+        let (x, y) = (a[2 * i], a[2 * i + 1]);
+        _mm512_add_epi32(
+            _mm512_shuffle_i64x2::<0x88>(x, y),
+            _mm512_shuffle_i64x2::<0xDD>(x, y),
+        )
+    });
+    // 128 -> 64 bits, then 64 -> 32, within each 128-bit lane.
+    let c: [__m512i; 2] = std::array::from_fn(|i| {
+        let (x, y) = (b[2 * i], b[2 * i + 1]);
+        _mm512_add_epi32(_mm512_unpacklo_epi32(x, y), _mm512_unpackhi_epi32(x, y))
+    });
+    _mm512_add_epi32(
+        _mm512_unpacklo_epi64(c[0], c[1]),
+        _mm512_unpackhi_epi64(c[0], c[1]),
+    )
+}
+
+/// The reference's 16 block lanes of up to eight rows: lane `l` of row `r`
+/// at float `l * stride + r` of 16 registers of 8 floats, of which the
+/// first `2 * stride` are used. A unit of `8 / stride` consecutive blocks,
+/// starting at a multiple of that, fills exactly one register.
+struct RowLanes<const R: usize>([__m256; 16]);
+
+impl<const R: usize> RowLanes<R> {
+    const UNIT: usize = 8 / stride(R);
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn new() -> Self {
+        RowLanes([_mm256_setzero_ps(); 16])
+    }
+
+    /// Adds the contributions of the unit starting at block `b0` (slot
+    /// `g * stride + r` for block `b0 + g`, row `r`) in the lanes `keep`
+    /// selects; other lanes are left untouched, so even the sign of a zero
+    /// lane stays the reference's.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn add(&mut self, b0: usize, keep: __mmask8, v: __m256) {
+        let l = &mut self.0[(b0 % BLOCK_LANES) / Self::UNIT];
+        *l = _mm256_mask_add_ps(*l, keep, *l, v);
+    }
+
+    /// Each row's lanes folded by halving, as `lanes::fold` does.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn fold(mut self) -> [f32; R] {
+        let (unit, s) = (Self::UNIT, stride(R));
+        let mut w = BLOCK_LANES / 2;
+        // Lane l + w in another register: add whole registers.
+        while w >= unit {
+            for i in 0..w / unit {
+                self.0[i] = _mm256_add_ps(self.0[i], self.0[i + w / unit]);
+            }
+            w /= 2;
+        }
+        // Lane l + w in the same register, w * s floats further on.
+        let mut v = self.0[0];
+        while w >= 1 {
+            let idx: [i32; 8] = std::array::from_fn(|i| ((i + w * s) % 8) as i32);
+            // SAFETY: reads 8 i32 from an 8-element array.
+            let idx = unsafe { _mm256_loadu_si256(idx.as_ptr() as *const _) };
+            v = _mm256_add_ps(v, _mm256_permutexvar_ps(idx, v));
+            w /= 2;
+        }
+        let mut out = [0.0f32; 8];
+        // SAFETY: `out` holds eight floats.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
+        std::array::from_fn(|r| out[r])
+    }
+}
+
+/// The float side of one unit, gathered slot by slot while its blocks are
+/// dotted: each block's 32-bit word of f16 scales (Q4_K: `d | dmin << 16`,
+/// Q6_K: `d`), each row's activation scale, and which slots are in use.
+struct UnitScales {
+    bits: [u32; 8],
+    ad: [f32; 8],
+    keep: u8,
+}
+
+impl UnitScales {
+    #[inline(always)]
+    fn new() -> Self {
+        UnitScales {
+            bits: [0; 8],
+            ad: [0.0; 8],
+            keep: 0,
+        }
+    }
+
+    /// Slot `t` holds a block with scale word `bits` and a row with
+    /// activation scale `ad`.
+    #[inline(always)]
+    fn set(&mut self, t: usize, bits: u32, ad: f32) {
+        self.bits[t] = bits;
+        self.ad[t] = ad;
+        self.keep |= 1 << t;
+    }
+
+    /// Per slot: the low and high f16 of the scale word, each times the
+    /// row's activation scale (0 in unused slots).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn factors(&self) -> [__m256; 2] {
+        // SAFETY: reads 8 u32 / 8 f32 from 8-element arrays.
+        let (bits, ad) = unsafe {
+            (
+                _mm256_loadu_si256(self.bits.as_ptr() as *const _),
+                _mm256_loadu_ps(self.ad.as_ptr()),
+            )
+        };
+        let half = |v: __m256i| _mm256_cvtph_ps(_mm256_cvtepi32_epi16(v));
+        [
+            _mm256_mul_ps(half(bits), ad),
+            _mm256_mul_ps(half(_mm256_srli_epi32::<16>(bits)), ad),
+        ]
+    }
+}
+
+/// The 8 scales and 8 mins of a Q4_K block from its 12 packed bytes, as
+/// two little-endian u64 of one byte each (the rule in `q4_k::scale_min`,
+/// applied to four bytes at a time).
+#[inline(always)]
+fn q4_k_scales_mins(s: &[u8]) -> (u64, u64) {
+    let word = |k: usize| u32::from_le_bytes([s[4 * k], s[4 * k + 1], s[4 * k + 2], s[4 * k + 3]]);
+    let (w0, w1, w2) = (word(0), word(1), word(2));
+    let (low6, low4, top2) = (0x3F3F_3F3F, 0x0F0F_0F0F, 0x0303_0303);
+    let sc_lo = w0 & low6;
+    let mn_lo = w1 & low6;
+    let sc_hi = (w2 & low4) | (((w0 >> 6) & top2) << 4);
+    let mn_hi = ((w2 >> 4) & low4) | (((w1 >> 6) & top2) << 4);
+    (
+        u64::from(sc_lo) | (u64::from(sc_hi) << 32),
+        u64::from(mn_lo) | (u64::from(mn_hi) << 32),
+    )
+}
+
+/// One unpacked super-block: quants for values `64j..64j + 64` in `w[j]`,
+/// the scale of each i16 product pair in `scale[j]`, and the factor of
+/// each per-16 activation sum in `corr` (as the low half of its lane).
 struct Block {
     w: [__m512i; 4],
     scale: [__m512i; 4],
     corr: __m512i,
 }
 
-/// Integer dot of an unpacked block with activation values `x` (256
-/// bytes) and per-16 sums `sums` (16 entries), as two vectors whose lane
-/// totals are the scaled dot and the correction.
-///
-/// SAFETY: `x` points to 256 readable bytes and `sums` to 16 i32.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn block_dot(blk: &Block, x: *const i8, sums: *const i32) -> (__m512i, __m512i) {
-    let mut acc = _mm512_setzero_si512();
-    for j in 0..4 {
-        // SAFETY: within the 256 bytes at `x` (caller).
-        let xv = unsafe { _mm512_loadu_si512(x.add(64 * j) as *const _) };
-        // Pairwise u8 x i8 products summed to i16 (|w| <= 63, |x| <= 128:
-        // at most 16128, so the saturating add never saturates), then each
-        // pair of i16 times the lane's scale summed to i32: the same exact
-        // integers as a 4-way dot times the scale, in two cheap instructions
-        // instead of a dot and a 32-bit multiply.
-        let p = _mm512_maddubs_epi16(blk.w[j], xv);
-        acc = _mm512_add_epi32(acc, _mm512_madd_epi16(p, blk.scale[j]));
-    }
-    // SAFETY: 16 i32 at `sums` (caller).
-    let s = unsafe { _mm512_loadu_si512(sums as *const _) };
-    (acc, _mm512_mullo_epi32(s, blk.corr))
-}
-
-/// A vector whose 32-bit lane `l` holds `f(l)` (permutation indices).
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-fn lane_index(f: impl Fn(i32) -> i32) -> __m512i {
-    let idx: [i32; 16] = std::array::from_fn(|l| f(l as i32));
-    // SAFETY: reads 16 i32 from a 16-element array.
-    unsafe { _mm512_loadu_si512(idx.as_ptr() as *const _) }
-}
-
-/// Each 32-bit lane's value `v` (|v| < 2^15) as the i16 pair `(v, v)`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-fn pair16(v: __m512i) -> __m512i {
-    _mm512_or_si512(
-        _mm512_and_si512(v, _mm512_set1_epi32(0xFFFF)),
-        _mm512_slli_epi32::<16>(v),
-    )
-}
-
-/// Lane totals of two integer vectors, sharing the shuffles.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-fn reduce_pair(a: __m512i, b: __m512i) -> (i32, i32) {
-    // [a.lo256 + a.hi256 | b.lo256 + b.hi256], then fold each half.
-    let s = _mm512_add_epi32(
-        _mm512_shuffle_i64x2::<0x44>(a, b),
-        _mm512_shuffle_i64x2::<0xEE>(a, b),
-    );
-    let s = _mm512_add_epi32(s, _mm512_shuffle_i64x2::<0b10_11_00_01>(s, s));
-    let s = _mm512_add_epi32(s, _mm512_shuffle_epi32::<0b01_00_11_10>(s));
-    let s = _mm512_add_epi32(s, _mm512_shuffle_epi32::<0b10_11_00_01>(s));
-    let hi = _mm512_extracti32x4_epi32::<2>(s);
-    (
-        _mm_cvtsi128_si32(_mm512_castsi512_si128(s)),
-        _mm_cvtsi128_si32(hi),
-    )
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) fn rows_q4_k(
-    w: &Tensor,
-    acts: &Acts<'_>,
-    rows: Range<usize>,
-    dst: &mut Cols<'_>,
-    s: &mut Scratch,
-) {
-    let nb = w.cols / 256;
-    s.ints.resize(16 * nb, 0);
-    s.f0.resize(nb, 0.0);
-    s.f1.resize(nb, 0.0);
-    for n in rows {
-        let row = w.row_bytes(n);
-        // Scales and mins decoded once per weight row: [sc0..8, mn0..8].
-        for (b, blk) in row.chunks_exact(q4_k::BLOCK_BYTES).enumerate() {
-            s.f0[b] = f16_at(blk);
-            s.f1[b] = f16_at(&blk[2..]);
-            for j in 0..8 {
-                let (sc, mn) = q4_k::scale_min(j, &blk[4..16]);
-                s.ints[16 * b + j] = i32::from(sc);
-                s.ints[16 * b + 8 + j] = i32::from(mn);
-            }
+impl Block {
+    /// The block's dot with the 256 activation quants at `x`, as a vector
+    /// whose lane total is the scaled integer dot, and the per-16 sums at
+    /// `sums` times `corr`, as a vector whose lane total is the correction.
+    ///
+    /// SAFETY: `x` points to 256 readable bytes and `sums` to 16 i32.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn dot(&self, x: *const i8, sums: *const i32) -> (__m512i, __m512i) {
+        let mut acc = _mm512_setzero_si512();
+        for j in 0..4 {
+            // SAFETY: within the 256 bytes at `x` (caller).
+            let xv = unsafe { _mm512_loadu_si512(x.add(64 * j) as *const _) };
+            // u8 × i8 pairs summed to i16 (weights <= 63, |x| <= 128: no
+            // saturation), then i16 pairs times the scale added to i32.
+            let p = _mm512_maddubs_epi16(self.w[j], xv);
+            acc = _mm512_dpwssd_epi32(acc, p, self.scale[j]);
         }
-        let (scm, d, dmin) = (&s.ints[..], &s.f0[..], &s.f1[..]);
-        for_act_rows(
-            acts,
-            n,
-            dst,
-            |a| dot_q4_k::<4>(row, scm, d, dmin, a),
-            |a| dot_q4_k::<1>(row, scm, d, dmin, a),
-        );
+        // SAFETY: 16 i32 at `sums` (caller); each fits in i16 (16 × 128).
+        let s = unsafe { _mm512_loadu_si512(sums as *const _) };
+        (acc, _mm512_madd_epi16(s, self.corr))
     }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-fn dot_q4_k<const R: usize>(
-    row: &[u8],
-    scm: &[i32],
-    d: &[f32],
-    dmin: &[f32],
-    a: &[Q8Row<'_>; R],
-) -> [f32; R] {
-    let nb = row.len() / q4_k::BLOCK_BYTES;
-    assert!(scm.len() >= 16 * nb && d.len() >= nb && dmin.len() >= nb);
-    for r in a {
-        assert!(r.q.len() == 256 * nb && r.sums.len() == 16 * nb && r.d.len() == nb);
-    }
+fn dot_q4_k<const R: usize>(w: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R] {
+    const BB: usize = q4_k::BLOCK_BYTES;
+    let nb = w.len() / BB;
+    check_rows(a, nb);
+    let (unit, s) = (RowLanes::<R>::UNIT, stride(R));
     let nib = _mm512_set1_epi8(0x0F);
-    // Lane l of a dot over values 64j..64j+64 belongs to sub-block 2j + l/8.
-    let sub = |j: i32| lane_index(|l| j + l / 8);
-    let subs = [sub(0), sub(2), sub(4), sub(6)];
-    // Lane l of the per-16 sums belongs to sub-block l/2, whose min is entry 8 + l/2.
-    let min_of = lane_index(|l| 8 + l / 2);
-    let mut lanes = [[0.0f32; BLOCK_LANES]; R];
-    for b in 0..nb {
-        // SAFETY: block b spans row[144b..144b+144] (qs: 128 bytes at +16)
-        // and scm[16b..16b+16] (asserted above).
-        let blk = unsafe {
-            let qs = row.as_ptr().add(q4_k::BLOCK_BYTES * b + 16);
-            let sm = _mm512_loadu_si512(scm.as_ptr().add(16 * b) as *const _);
-            let mut w = [_mm512_setzero_si512(); 4];
-            for c in 0..2 {
-                let q = _mm512_loadu_si512(qs.add(64 * c) as *const _);
+    // i16 product k of values 64j.. belongs to sub-block 2j + k / 16; the
+    // per-16 sum l to sub-block l / 2, whose min is 32-bit lane l / 2.
+    let spread: [__m512i; 4] = std::array::from_fn(|j| i16_index(|k| 2 * j + k / 16));
+    let min_of = i16_index(|k| if k % 2 == 0 { k / 4 } else { 0 });
+    let mut lanes = RowLanes::<R>::new();
+    let mut b0 = 0;
+    while b0 < nb {
+        // Slot t: the scaled dot; slot 8 + t: the mins' correction.
+        let mut v = [_mm512_setzero_si512(); 16];
+        let mut scales = UnitScales::new();
+        for g in 0..unit.min(nb - b0) {
+            let blk = &w[BB * (b0 + g)..BB * (b0 + g + 1)];
+            let d_dmin = u32::from_le_bytes([blk[0], blk[1], blk[2], blk[3]]);
+            let (sc, mn) = q4_k_scales_mins(&blk[4..16]);
+            // SAFETY: the quants are bytes 16..144 of the block.
+            let q = unsafe {
+                let p = blk.as_ptr().add(16);
+                [0, 1].map(|c| _mm512_loadu_si512(p.add(64 * c) as *const _))
+            };
+            let mut wv = [_mm512_setzero_si512(); 4];
+            for (c, q) in q.into_iter().enumerate() {
+                // Low nibbles hold values 128c + 0..32 and + 64..96, high
+                // nibbles the 32 after each: reorder into value order.
                 let lo = _mm512_and_si512(q, nib);
                 let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(q), nib);
-                // lo holds values 128c+0..32 and 128c+64..96, hi the 32 after
-                // each; reorder 128-bit lanes into natural order.
-                w[2 * c] = _mm512_shuffle_i64x2::<0x44>(lo, hi);
-                w[2 * c + 1] = _mm512_shuffle_i64x2::<0xEE>(lo, hi);
+                wv[2 * c] = _mm512_shuffle_i64x2::<0x44>(lo, hi);
+                wv[2 * c + 1] = _mm512_shuffle_i64x2::<0xEE>(lo, hi);
             }
-            Block {
-                w,
-                scale: subs.map(|i| pair16(_mm512_permutexvar_epi32(i, sm))),
-                corr: _mm512_permutexvar_epi32(min_of, sm),
+            let sc = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64)));
+            let mn = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(mn as i64)));
+            let blk = Block {
+                w: wv,
+                scale: spread.map(|i| _mm512_permutexvar_epi16(i, sc)),
+                corr: low_halves(_mm512_permutexvar_epi16(min_of, mn)),
+            };
+            for (r, row) in a.iter().enumerate() {
+                // SAFETY: values 256b.. and sums 16b.. of block b = b0 + g
+                // lie inside every row (`check_rows`).
+                let (dot, corr) = unsafe {
+                    blk.dot(
+                        row.q.as_ptr().add(256 * (b0 + g)),
+                        row.sums.as_ptr().add(16 * (b0 + g)),
+                    )
+                };
+                v[g * s + r] = dot;
+                v[8 + g * s + r] = corr;
+                scales.set(g * s + r, d_dmin, row.d[b0 + g]);
             }
-        };
-        for (r, l) in a.iter().zip(lanes.iter_mut()) {
-            // SAFETY: r.q[256b..256b+256] and r.sums[16b..16b+16] (asserted).
-            let (acc, mins) =
-                unsafe { block_dot(&blk, r.q.as_ptr().add(256 * b), r.sums.as_ptr().add(16 * b)) };
-            let (isum, msum) = reduce_pair(acc, mins);
-            l[b % BLOCK_LANES] += isum as f32 * (d[b] * r.d[b]) - msum as f32 * (dmin[b] * r.d[b]);
         }
-    }
-    lanes.map(fold)
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) fn rows_q6_k(w: &Tensor, acts: &Acts<'_>, rows: Range<usize>, dst: &mut Cols<'_>) {
-    for n in rows {
-        let row = w.row_bytes(n);
-        for_act_rows(
-            acts,
-            n,
-            dst,
-            |a| dot_q6_k::<4>(row, a),
-            |a| dot_q6_k::<1>(row, a),
+        let t = totals(&v);
+        let [sd, sm] = scales.factors();
+        // isum · (d · ad) - msum · (dmin · ad), as the reference rounds it.
+        let isum = _mm256_cvtepi32_ps(_mm512_castsi512_si256(t));
+        let msum = _mm256_cvtepi32_ps(_mm512_extracti64x4_epi64::<1>(t));
+        lanes.add(
+            b0,
+            scales.keep,
+            _mm256_sub_ps(_mm256_mul_ps(isum, sd), _mm256_mul_ps(msum, sm)),
         );
+        b0 += unit;
     }
+    lanes.fold()
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-fn dot_q6_k<const R: usize>(row: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R] {
+fn dot_q6_k<const R: usize>(w: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R] {
     const BB: usize = q6_k::BLOCK_BYTES;
-    let nb = row.len() / BB;
-    for r in a {
-        assert!(r.q.len() == 256 * nb && r.sums.len() == 16 * nb && r.d.len() == nb);
-    }
-    let nib = _mm512_set1_epi8(0x0F);
-    let two = _mm512_set1_epi8(0x03);
-    // Lane l of a dot over values 64j..64j+64 belongs to group 4j + l/4.
-    let grp = |j: i32| lane_index(|l| j + l / 4);
-    let groups = [grp(0), grp(4), grp(8), grp(12)];
-    // Quants are stored as q + 32: the correction is 32 * sum(sc * group sum).
-    let thirty_two = _mm512_set1_epi32(32);
-    let mut lanes = [[0.0f32; BLOCK_LANES]; R];
-    for b in 0..nb {
-        let bytes = &row[BB * b..BB * (b + 1)];
-        // SAFETY: reads stay inside `bytes` (ql 0..128, qh 128..192, scales
-        // 192..208).
-        let blk = unsafe {
-            let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(bytes.as_ptr().add(192) as *const _));
-            let mut w = [_mm512_setzero_si512(); 4];
-            for h in 0..2 {
-                let ql = _mm512_loadu_si512(bytes.as_ptr().add(64 * h) as *const _);
-                let qh = _mm256_loadu_si256(bytes.as_ptr().add(128 + 32 * h) as *const _);
-                // [qh, qh >> 2]: bits 0..2 of byte l then give the high bits
-                // of values 128h+l (first half) and 128h+32+l (second half);
-                // bits 4..6 those of 128h+64+l and 128h+96+l.
-                let qh2 =
-                    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(qh), _mm256_srli_epi16::<2>(qh));
-                let h_lo = _mm512_slli_epi16::<4>(_mm512_and_si512(qh2, two));
-                let h_hi =
-                    _mm512_slli_epi16::<4>(_mm512_and_si512(_mm512_srli_epi16::<4>(qh2), two));
-                w[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, nib), h_lo);
-                w[2 * h + 1] =
-                    _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(ql), nib), h_hi);
+    let nb = w.len() / BB;
+    check_rows(a, nb);
+    let (unit, s) = (RowLanes::<R>::UNIT, stride(R));
+    let (nib, two) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x03));
+    // i16 product k of values 64j.. belongs to group 4j + k / 8.
+    let spread: [__m512i; 4] = std::array::from_fn(|j| i16_index(|k| 4 * j + k / 8));
+    let mut lanes = RowLanes::<R>::new();
+    let mut b0 = 0;
+    while b0 < nb {
+        // Two units per reduction: slot 8u + t holds unit u's slot t.
+        let mut v = [_mm512_setzero_si512(); 16];
+        let mut scales = [UnitScales::new(), UnitScales::new()];
+        for g in 0..(2 * unit).min(nb - b0) {
+            let blk = &w[BB * (b0 + g)..BB * (b0 + g + 1)];
+            let d = u32::from(u16::from_le_bytes([blk[208], blk[209]]));
+            // SAFETY: reads stay inside the block (ql 0..128, qh 128..192,
+            // scales 192..208).
+            let (wv, sc8) = unsafe {
+                let p = blk.as_ptr();
+                let mut wv = [_mm512_setzero_si512(); 4];
+                for h in 0..2 {
+                    let ql = _mm512_loadu_si512(p.add(64 * h) as *const _);
+                    let qh = _mm256_loadu_si256(p.add(128 + 32 * h) as *const _);
+                    // [qh, qh >> 2]: bits 0..2 of byte l then give the high
+                    // bits of values 128h+l (first half) and 128h+32+l
+                    // (second half); bits 4..6 those of 128h+64+l and
+                    // 128h+96+l.
+                    let qh2 = _mm512_inserti64x4::<1>(
+                        _mm512_castsi256_si512(qh),
+                        _mm256_srli_epi16::<2>(qh),
+                    );
+                    let h_lo = _mm512_slli_epi16::<4>(_mm512_and_si512(qh2, two));
+                    let h_hi =
+                        _mm512_slli_epi16::<4>(_mm512_and_si512(_mm512_srli_epi16::<4>(qh2), two));
+                    wv[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, nib), h_lo);
+                    wv[2 * h + 1] =
+                        _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(ql), nib), h_hi);
+                }
+                (wv, _mm_loadu_si128(p.add(192) as *const _))
+            };
+            // Quants are stored as q + 32: take back 32 · scale · sum.
+            let sc = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(sc8));
+            let off = _mm512_sub_epi32(
+                _mm512_setzero_si512(),
+                _mm512_slli_epi32::<5>(_mm512_cvtepi8_epi32(sc8)),
+            );
+            let blk = Block {
+                w: wv,
+                scale: spread.map(|i| _mm512_permutexvar_epi16(i, sc)),
+                corr: low_halves(off),
+            };
+            let (u, base) = (g / unit, (g % unit) * s);
+            for (r, row) in a.iter().enumerate() {
+                // SAFETY: values 256b.. and sums 16b.. of block b = b0 + g
+                // lie inside every row (`check_rows`).
+                let (dot, corr) = unsafe {
+                    blk.dot(
+                        row.q.as_ptr().add(256 * (b0 + g)),
+                        row.sums.as_ptr().add(16 * (b0 + g)),
+                    )
+                };
+                v[8 * u + base + r] = _mm512_add_epi32(dot, corr);
+                scales[u].set(base + r, d, row.d[b0 + g]);
             }
-            Block {
-                w,
-                scale: groups.map(|g| pair16(_mm512_permutexvar_epi32(g, sc))),
-                corr: _mm512_mullo_epi32(sc, thirty_two),
-            }
-        };
-        let d = f16_at(&bytes[208..]);
-        for (r, l) in a.iter().zip(lanes.iter_mut()) {
-            // SAFETY: r.q[256b..256b+256] and r.sums[16b..16b+16] (asserted).
-            let (acc, corr) =
-                unsafe { block_dot(&blk, r.q.as_ptr().add(256 * b), r.sums.as_ptr().add(16 * b)) };
-            let isum = _mm512_reduce_add_epi32(_mm512_sub_epi32(acc, corr));
-            l[b % BLOCK_LANES] += isum as f32 * (d * r.d[b]);
         }
+        let t = totals(&v);
+        let halves = [_mm512_castsi512_si256(t), _mm512_extracti64x4_epi64::<1>(t)];
+        for (u, (isum, scales)) in halves.into_iter().zip(&scales).enumerate() {
+            let [sd, _] = scales.factors();
+            let isum = _mm256_cvtepi32_ps(isum);
+            lanes.add(b0 + u * unit, scales.keep, _mm256_mul_ps(isum, sd));
+        }
+        b0 += 2 * unit;
     }
-    lanes.map(fold)
+    lanes.fold()
 }

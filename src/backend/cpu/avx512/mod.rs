@@ -9,13 +9,14 @@
 mod float;
 mod grouped;
 mod kquant;
+mod q32;
 
 use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::matmul::{Acts, Cols};
 use super::scratch::{Scratch, with_scratch};
-use crate::model::quant::QType;
+use crate::model::quant::{ActLayout, QType};
 use crate::model::tensor::Tensor;
 
 /// Computes columns `rows` of the output for every activation row.
@@ -30,9 +31,11 @@ pub(super) unsafe fn rows(w: &Tensor, acts: &Acts<'_>, rows: Range<usize>, dst: 
 fn rows_with(w: &Tensor, acts: &Acts<'_>, rows: Range<usize>, dst: &mut Cols<'_>, s: &mut Scratch) {
     match w.qtype {
         QType::F32 | QType::F16 | QType::BF16 => float::rows(w, acts, rows, dst),
-        QType::Q8_0 | QType::Q4_1 | QType::Q5_0 => grouped::rows(w, acts, rows, dst, s),
-        QType::Q4K => kquant::rows_q4_k(w, acts, rows, dst, s),
-        QType::Q6K => kquant::rows_q6_k(w, acts, rows, dst),
+        QType::Q8_0 | QType::Q4_1 | QType::Q5_0 => match acts.layout() {
+            ActLayout::Natural => q32::rows(w, acts, rows, dst),
+            ActLayout::Grouped => grouped::rows(w, acts, rows, dst, s),
+        },
+        QType::Q4K | QType::Q6K => kquant::rows(w, acts, rows, dst),
     }
 }
 
