@@ -75,6 +75,7 @@ impl Tensor {
     }
 
     /// The stored bytes of one row.
+    #[inline]
     pub fn row_bytes(&self, row: usize) -> &[u8] {
         let rb = self.qtype.row_bytes(self.cols);
         &self.bytes()[row * rb..(row + 1) * rb]

@@ -6,10 +6,10 @@
 //! result is the same whether the token arrives alone (decode) or inside a
 //! prefill chunk, and whatever else shares the step.
 //!
-//! A score is `q · k` summed over dimensions in order. Keys are gathered
-//! dimension-major so that order is kept while many positions are computed
-//! at once (one vector lane per position), which the compiler vectorizes
-//! without reassociating anything.
+//! A score is `q · k` summed over dimensions in order. Keys are gathered in
+//! tiles of [`TILE`] positions, each dimension-major, so that order is kept
+//! while a tile's positions are computed at once (one vector lane per
+//! position), which the compiler vectorizes without reassociating anything.
 
 use rayon::prelude::*;
 
@@ -53,9 +53,9 @@ pub fn attend(
         .map(|&(c, g)| {
             let ch = &chunks[c];
             let n = ch.start_pos + ch.n_tokens;
-            let mut k_cols = vec![0.0; n * hd];
+            let mut k_tiles = vec![0.0; n.div_ceil(TILE) * TILE * hd];
             let mut v = vec![0.0; n * hd];
-            arena.gather_columns(ch.block_table, layer, false, g, n, &mut k_cols);
+            arena.gather_tiles(ch.block_table, layer, g, n, TILE, &mut k_tiles);
             arena.gather(ch.block_table, layer, true, g, n, &mut v);
             let scale = 1.0 / (hd as f32).sqrt();
             let mut out = vec![0.0; ch.n_tokens * group * hd];
@@ -66,7 +66,7 @@ pub fn attend(
                     let head = g * group + j;
                     let q = &ch.q[t * q_dim + head * hd..t * q_dim + (head + 1) * hd];
                     let s = &mut scores[..visible];
-                    scores_into(q, &k_cols, n, scale, s);
+                    scores_into(q, &k_tiles, scale, s);
                     softmax(s);
                     let o = &mut out[(t * group + j) * hd..(t * group + j + 1) * hd];
                     weighted_sum_into(s, &v, o);
@@ -108,22 +108,34 @@ fn axpy_tile(acc: &mut [f32; TILE], x: f32, row: &[f32]) {
 }
 
 /// `s[p] = (Σ_d q[d] · k[d][p]) · scale` for `p < s.len()`, the sum taken
-/// in dimension order; `k_cols` is dimension-major with `n` positions per
-/// dimension. A tile of positions accumulates in registers over all
-/// dimensions before it is stored.
-fn scores_into(q: &[f32], k_cols: &[f32], n: usize, scale: f32, s: &mut [f32]) {
+/// in dimension order; `k_tiles` holds tiles of [`TILE`] positions, each
+/// dimension-major (`KvArena::gather_tiles`). A tile of positions
+/// accumulates in registers over all dimensions before it is stored.
+fn scores_into(q: &[f32], k_tiles: &[f32], scale: f32, s: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports AVX-512 F, checked just above.
+        unsafe { scores_avx512(q, k_tiles, scale, s) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.
-        unsafe { scores_avx2(q, k_cols, n, scale, s) };
+        unsafe { scores_avx2(q, k_tiles, scale, s) };
         return;
     }
-    scores_portable(q, k_cols, n, scale, s);
+    scores_portable(q, k_tiles, scale, s);
 }
 
 /// `o[d] += Σ_p w[p] · v[p][d]`, the sum taken in position order; `v` is
 /// position-major with `o.len()` dimensions per position.
 fn weighted_sum_into(w: &[f32], v: &[f32], o: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports AVX-512 F, checked just above.
+        unsafe { weighted_sum_avx512(w, v, o) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.
@@ -133,12 +145,14 @@ fn weighted_sum_into(w: &[f32], v: &[f32], o: &mut [f32]) {
     weighted_sum_portable(w, v, o);
 }
 
-// The AVX2 builds compile the portable loops with wider vectors; Rust never
-// contracts `a * b + c` into an FMA, so every build gives the same bits.
+// The AVX2 and AVX-512 builds compile the portable loops with wider vectors
+// (a whole tile per register on AVX-512); each lane still adds its products
+// in the portable order, and Rust never contracts `a * b + c` into an FMA,
+// so every build gives the same bits.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn scores_avx2(q: &[f32], k_cols: &[f32], n: usize, scale: f32, s: &mut [f32]) {
-    scores_portable(q, k_cols, n, scale, s);
+fn scores_avx2(q: &[f32], k_tiles: &[f32], scale: f32, s: &mut [f32]) {
+    scores_portable(q, k_tiles, scale, s);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -147,14 +161,26 @@ fn weighted_sum_avx2(w: &[f32], v: &[f32], o: &mut [f32]) {
     weighted_sum_portable(w, v, o);
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn scores_avx512(q: &[f32], k_tiles: &[f32], scale: f32, s: &mut [f32]) {
+    scores_portable(q, k_tiles, scale, s);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn weighted_sum_avx512(w: &[f32], v: &[f32], o: &mut [f32]) {
+    weighted_sum_portable(w, v, o);
+}
+
 #[inline(always)]
-fn scores_portable(q: &[f32], k_cols: &[f32], n: usize, scale: f32, s: &mut [f32]) {
-    for (t, tile) in s.chunks_mut(TILE).enumerate() {
-        let p0 = t * TILE;
+fn scores_portable(q: &[f32], k_tiles: &[f32], scale: f32, s: &mut [f32]) {
+    let hd = q.len();
+    for (tile, k) in s.chunks_mut(TILE).zip(k_tiles.chunks_exact(TILE * hd)) {
         // -0.0 is the additive identity: each sum starts at exactly q0·k0.
         let mut acc = [-0.0f32; TILE];
-        for (d, &qd) in q.iter().enumerate() {
-            axpy_tile(&mut acc, qd, &k_cols[d * n + p0..d * n + p0 + tile.len()]);
+        for (&qd, kd) in q.iter().zip(k.chunks_exact(TILE)) {
+            axpy_tile(&mut acc, qd, &kd[..tile.len()]);
         }
         for (o, a) in tile.iter_mut().zip(acc) {
             *o = a * scale;
@@ -196,15 +222,15 @@ mod tests {
             let q = values(hd, 1);
             let k = values(n * hd, 2);
             let v = values(n * hd, 3);
-            let mut k_cols = vec![0.0; n * hd];
+            let mut k_tiles = vec![0.0; n.div_ceil(TILE) * TILE * hd];
             for p in 0..n {
                 for d in 0..hd {
-                    k_cols[d * n + p] = k[p * hd + d];
+                    k_tiles[p / TILE * TILE * hd + d * TILE + p % TILE] = k[p * hd + d];
                 }
             }
             let visible = n - 2;
             let mut s = vec![0.0; visible];
-            scores_into(&q, &k_cols, n, 0.125, &mut s);
+            scores_into(&q, &k_tiles, 0.125, &mut s);
             for (p, &got) in s.iter().enumerate() {
                 let want = q.iter().zip(&k[p * hd..]).map(|(a, b)| a * b).sum::<f32>() * 0.125;
                 assert_eq!(got.to_bits(), want.to_bits(), "score {p} (hd {hd})");

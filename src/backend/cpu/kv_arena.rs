@@ -80,24 +80,31 @@ impl KvArena {
         }
     }
 
-    /// Like [`gather`](Self::gather), but dimension-major: position `p`'s
-    /// dimension `d` lands at `out[d * n + p]`, so a kernel can run along
-    /// positions with unit stride.
-    pub fn gather_columns(
+    /// Like [`gather`](Self::gather), but in tiles of `tile` positions,
+    /// each dimension-major: position `p`'s dimension `d` lands at
+    /// `out[(p / tile) * tile * head_dim + d * tile + p % tile]`, so a
+    /// kernel can run along a tile's positions with unit stride and the
+    /// transposition stays within a few cache lines. `out` holds
+    /// `n.div_ceil(tile) * tile * head_dim` floats; a partial last tile's
+    /// unused lanes are left as they are.
+    pub fn gather_tiles(
         &self,
         table: &[u32],
         layer: usize,
-        value: bool,
         head: usize,
         n: usize,
+        tile: usize,
         out: &mut [f32],
     ) {
-        let mut row = vec![0.0f32; self.head_dim];
-        for pos in 0..n {
-            self.head_row(table, layer, value, head, pos)
-                .convert_to_f32_slice(&mut row);
-            for (d, &x) in row.iter().enumerate() {
-                out[d * n + pos] = x;
+        let hd = self.head_dim;
+        let mut row = vec![0.0f32; hd];
+        for (t, dst) in out.chunks_exact_mut(tile * hd).enumerate() {
+            for (i, pos) in (t * tile..n.min((t + 1) * tile)).enumerate() {
+                self.head_row(table, layer, false, head, pos)
+                    .convert_to_f32_slice(&mut row);
+                for (d, &x) in row.iter().enumerate() {
+                    dst[d * tile + i] = x;
+                }
             }
         }
     }
@@ -144,8 +151,13 @@ mod tests {
         // Other layers stay untouched.
         a.gather(&table, 0, false, 0, 2, &mut out[..4]);
         assert_eq!(&out[..4], &[0.0; 4]);
-        // Dimension-major: dimension d of every position, then d + 1.
-        a.gather_columns(&table, 1, false, 1, 4, &mut out);
-        assert_eq!(out, [2.0, 12.0, 22.0, 32.0, 3.0, 13.0, 23.0, 33.0]);
+        // Tiles of 3 positions, each dimension-major; the second tile holds
+        // one position, the rest of it is left as it was (NaN).
+        let mut tiles = vec![f32::NAN; 12];
+        a.gather_tiles(&table, 1, 1, 4, 3, &mut tiles);
+        let want = [2.0, 12.0, 22.0, 3.0, 13.0, 23.0, 32.0];
+        assert_eq!(&tiles[..7], &want);
+        assert!(tiles[7].is_nan() && tiles[8].is_nan() && tiles[10].is_nan());
+        assert_eq!(tiles[9], 33.0);
     }
 }

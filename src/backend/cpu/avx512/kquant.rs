@@ -54,6 +54,7 @@ impl RowsDot for Q6K {
 }
 
 /// Checks that every activation row covers `nb` super-blocks.
+#[inline(always)]
 fn check_rows<const R: usize>(a: &[Q8Row<'_>; R], nb: usize) {
     for r in a {
         assert!(r.q.len() == 256 * nb && r.sums.len() == 16 * nb && r.d.len() == nb);
