@@ -11,6 +11,8 @@
 //! while a tile's positions are computed at once (one vector lane per
 //! position), which the compiler vectorizes without reassociating anything.
 
+use std::cell::RefCell;
+
 use rayon::prelude::*;
 
 use super::kv_arena::KvArena;
@@ -53,26 +55,11 @@ pub fn attend(
         .map(|&(c, g)| {
             let ch = &chunks[c];
             let n = ch.start_pos + ch.n_tokens;
-            let mut k_tiles = vec![0.0; n.div_ceil(TILE) * TILE * hd];
-            let mut v = vec![0.0; n * hd];
-            arena.gather_tiles(ch.block_table, layer, g, n, TILE, &mut k_tiles);
-            arena.gather(ch.block_table, layer, true, g, n, &mut v);
-            let scale = 1.0 / (hd as f32).sqrt();
-            let mut out = vec![0.0; ch.n_tokens * group * hd];
-            let mut scores = vec![0.0; n];
-            for t in 0..ch.n_tokens {
-                let visible = ch.start_pos + t + 1;
-                for j in 0..group {
-                    let head = g * group + j;
-                    let q = &ch.q[t * q_dim + head * hd..t * q_dim + (head + 1) * hd];
-                    let s = &mut scores[..visible];
-                    scores_into(q, &k_tiles, scale, s);
-                    softmax(s);
-                    let o = &mut out[(t * group + j) * hd..(t * group + j + 1) * hd];
-                    weighted_sum_into(s, &v, o);
-                }
-            }
-            out
+            with_kv_buffers(n.div_ceil(TILE) * TILE * hd, n * hd, |k_tiles, v| {
+                arena.gather_tiles(ch.block_table, layer, g, n, TILE, k_tiles);
+                arena.gather(ch.block_table, layer, true, g, n, v);
+                attend_head_group(ch, g, h, k_tiles, v)
+            })
         })
         .collect();
     let mut results: Vec<Vec<f32>> = chunks
@@ -87,6 +74,69 @@ pub fn attend(
         }
     }
     results
+}
+
+/// Every token of chunk `ch` against KV head `g`'s keys (`k_tiles`, see
+/// `KvArena::gather_tiles`) and values (`v`, position-major), for the
+/// query heads that share it: `n_tokens × group × head_dim` outputs.
+fn attend_head_group(
+    ch: &ChunkQueries<'_>,
+    g: usize,
+    h: HeadLayout,
+    k_tiles: &[f32],
+    v: &[f32],
+) -> Vec<f32> {
+    let group = h.n_heads / h.n_kv_heads;
+    let hd = h.head_dim;
+    let q_dim = h.n_heads * hd;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut out = vec![0.0; ch.n_tokens * group * hd];
+    let mut scores = vec![0.0; ch.start_pos + ch.n_tokens];
+    for t in 0..ch.n_tokens {
+        let visible = ch.start_pos + t + 1;
+        for j in 0..group {
+            let head = g * group + j;
+            let q = &ch.q[t * q_dim + head * hd..t * q_dim + (head + 1) * hd];
+            let s = &mut scores[..visible];
+            scores_into(q, k_tiles, scale, s);
+            softmax(s);
+            let o = &mut out[(t * group + j) * hd..(t * group + j + 1) * hd];
+            weighted_sum_into(s, v, o);
+        }
+    }
+    out
+}
+
+thread_local! {
+    /// Gathered keys and values, reused across calls (they only grow).
+    static KV_BUFFERS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` on this thread's key and value buffers, sized to `k_len` and
+/// `v_len` floats. Their contents are stale: the gathers overwrite every
+/// value the kernels read (a partial key tile's spare lanes are never
+/// read), so reuse never changes a result and saves zeroing the history's
+/// size of memory per call.
+fn with_kv_buffers<T>(
+    k_len: usize,
+    v_len: usize,
+    f: impl FnOnce(&mut [f32], &mut [f32]) -> T,
+) -> T {
+    let run = |bufs: &mut (Vec<f32>, Vec<f32>)| {
+        if bufs.0.len() < k_len {
+            bufs.0.resize(k_len, 0.0);
+        }
+        if bufs.1.len() < v_len {
+            bufs.1.resize(v_len, 0.0);
+        }
+        f(&mut bufs.0[..k_len], &mut bufs.1[..v_len])
+    };
+    KV_BUFFERS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => run(&mut bufs),
+        // Re-entered from a rayon job stolen while this thread waits:
+        // that call owns the buffers.
+        Err(_) => run(&mut Default::default()),
+    })
 }
 
 /// Positions (or dimensions) kept in registers at once.
