@@ -5,8 +5,8 @@
 # Compare with `cargo bench --bench speculation -- --model ... --draft ... --prompts code --rows 1`.
 #
 # Usage: benches/llamacpp_speculative.sh [N_DRAFT] (default 5, the bench's γ)
-# Needs llama.cpp built by scripts/build_llamacpp.sh plus its llama-speculative target:
-#   cmake --build "$bin/.." --target llama-speculative
+# Needs llama.cpp built by scripts/build_llamacpp.sh (which builds llama-speculative too);
+# an older build adds it with: cmake --build "$bin/.." --target llama-speculative
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${SPECBATCH_LLAMACPP_DIR:-$HOME/.cache/specbatch/llama.cpp}/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin"

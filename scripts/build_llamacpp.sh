@@ -5,7 +5,7 @@
 #
 # Output, under $SPECBATCH_LLAMACPP_DIR (default ~/.cache/specbatch/llama.cpp):
 #   llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin/
-#       llama-batched-bench, llama-bench, llama-cli, llama-simple, libllama.so, libggml*.so
+#       llama-batched-bench, llama-bench, llama-cli, llama-simple, llama-speculative, libllama.so, libggml*.so
 #   venv/   a Python venv (system site-packages visible) in which `import llama_cpp` works:
 #       the sdist's pure-Python package is put on the path by a .pth file and finds the
 #       libllama.so above through a `lib` symlink, so the bindings need no second build.
@@ -37,12 +37,25 @@ src="$dir/llama_cpp_python-$ver"
 [ -d "$src" ] || tar xzf "$tarball"
 
 cd "$src/vendor/llama.cpp"
+# GGML_NATIVE compiles for every extension the CPU reports. Where that includes AMX, ggml's
+# AMX matmuls die with SIGILL on their first tile instruction in a VM that reports AMX
+# without granting its tile state (a 2-vCPU Sapphire Rapids guest, 2026-11-30), so there the
+# build names the CPU's other extensions instead.
+isa=(-DGGML_NATIVE=ON)
+if grep -qw amx_int8 /proc/cpuinfo; then
+  isa=(-DGGML_NATIVE=OFF)
+  for pair in avx:AVX avx2:AVX2 fma:FMA f16c:F16C bmi2:BMI2 avx_vnni:AVX_VNNI avx512f:AVX512 \
+    avx512_vnni:AVX512_VNNI avx512vbmi:AVX512_VBMI avx512_bf16:AVX512_BF16; do
+    grep -qw "${pair%%:*}" /proc/cpuinfo && isa+=("-DGGML_${pair##*:}=ON")
+  done
+fi
 if [ ! -f build/build.ninja ]; then
-  cmake -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
+  cmake -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "${isa[@]}" -DLLAMA_CURL=OFF \
     -DBUILD_SHARED_LIBS=ON -DLLAMA_BUILD_COMMIT="$llama_commit"
 fi
 start=$(date +%s)
-cmake --build build -j"$jobs" --target llama llama-batched-bench llama-bench llama-cli llama-simple
+cmake --build build -j"$jobs" --target llama llama-batched-bench llama-bench llama-cli llama-simple \
+  llama-speculative
 echo "build step took $(( $(date +%s) - start )) s"
 bin="$PWD/build/bin"
 

@@ -1,4 +1,6 @@
-//! Q8_0, Q4_1 and Q5_0 (32-value blocks). Each weight row is unpacked once
+//! Q8_0, Q4_1 and Q5_0 (32-value blocks) for batches of more than
+//! [`MAX_ROWS`](crate::backend::cpu::matmul::MAX_ROWS) rows (prefill; decode
+//! and verify steps take `q32.rs`). Each weight row is unpacked once
 //! into the activation group layout (`quant::activation::group_pos`):
 //! unsigned quants, 4 values of each of up to 16 blocks per register (a
 //! 16 × 8 transpose of 32-bit words done with permutes), plus f32 scales.

@@ -76,9 +76,8 @@ fn i16_index(f: impl Fn(usize) -> usize) -> __m512i {
     unsafe { _mm512_loadu_si512(idx.as_ptr() as *const _) }
 }
 
-/// The i16 lanes `0..n` of `v` zero-extended to the low halves of `n`
-/// 32-bit lanes whose high halves are 0: a `madd` with such a vector
-/// multiplies an i32 lane that fits in i16 by the lane's factor.
+/// `v` with the high i16 of every 32-bit lane cleared: a `madd` with such
+/// a vector multiplies each i32 lane that fits in i16 by the low half.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 fn low_halves(v: __m512i) -> __m512i {
     _mm512_and_si512(v, _mm512_set1_epi32(0xFFFF))
