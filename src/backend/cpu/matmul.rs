@@ -233,6 +233,15 @@ pub(super) unsafe fn tiles<K: RowsDot>(
     }
 }
 
+/// Checks that every Q8_K activation row of a K-quant tile covers `nb`
+/// super-blocks (the kernels then read them unchecked).
+#[inline(always)]
+pub(super) fn check_k_rows<const R: usize>(a: &[Q8Row<'_>; R], nb: usize) {
+    for r in a {
+        assert!(r.q.len() == 256 * nb && r.sums.len() == 16 * nb && r.d.len() == nb);
+    }
+}
+
 /// Activation rows `i..i + R` against weight row `n`.
 ///
 /// SAFETY: the CPU must support the features of `K`'s family.

@@ -21,6 +21,8 @@ pub mod kv_arena;
 pub mod matmul;
 pub mod ops;
 #[cfg(target_arch = "x86_64")]
+mod q32_format;
+#[cfg(target_arch = "x86_64")]
 mod scratch;
 
 pub use isa::Isa;

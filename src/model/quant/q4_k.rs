@@ -28,6 +28,24 @@ pub(crate) fn scale_min(j: usize, s: &[u8]) -> (u8, u8) {
     }
 }
 
+/// All 8 scales and 8 mins from the 12 packed scale bytes, as two
+/// little-endian u64 of one byte each (sub-block `j` in byte `j`): the rule
+/// of [`scale_min`] applied to four bytes at a time, for the SIMD kernels.
+#[inline(always)]
+pub(crate) fn scales_mins(s: &[u8]) -> (u64, u64) {
+    let word = |k: usize| u32::from_le_bytes([s[4 * k], s[4 * k + 1], s[4 * k + 2], s[4 * k + 3]]);
+    let (w0, w1, w2) = (word(0), word(1), word(2));
+    let (low6, low4, top2) = (0x3F3F_3F3F, 0x0F0F_0F0F, 0x0303_0303);
+    let sc_lo = w0 & low6;
+    let mn_lo = w1 & low6;
+    let sc_hi = (w2 & low4) | (((w0 >> 6) & top2) << 4);
+    let mn_hi = ((w2 >> 4) & low4) | (((w1 >> 6) & top2) << 4);
+    (
+        u64::from(sc_lo) | (u64::from(sc_hi) << 32),
+        u64::from(mn_lo) | (u64::from(mn_hi) << 32),
+    )
+}
+
 /// Quant `v` (0..256) of a block, 0..=15.
 #[inline(always)]
 pub(crate) fn quant(blk: &[u8], v: usize) -> u8 {

@@ -256,3 +256,20 @@ fn reference_dot_tracks_the_unquantized_product() {
         }
     }
 }
+
+#[test]
+fn q4_k_scales_mins_unpack_all_sub_blocks_as_scale_min_does() {
+    let mut rng = Rng::new(21);
+    for _ in 0..64 {
+        let s = rng.bytes(12);
+        let (sc, mn) = q4_k::scales_mins(&s);
+        for j in 0..8 {
+            let want = q4_k::scale_min(j, &s);
+            assert_eq!(
+                ((sc >> (8 * j)) as u8, (mn >> (8 * j)) as u8),
+                want,
+                "sub-block {j}"
+            );
+        }
+    }
+}

@@ -18,7 +18,7 @@ use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::{MAX_ROWS, RowsDot, lane_totals, tiles};
-use crate::backend::cpu::matmul::{Acts, Cols};
+use crate::backend::cpu::matmul::{Acts, Cols, check_k_rows};
 use crate::model::quant::lanes::BLOCK_LANES;
 use crate::model::quant::{Q8Row, QType, q4_k, q6_k};
 use crate::model::tensor::Tensor;
@@ -54,13 +54,6 @@ impl RowsDot for Q6K {
     }
 }
 
-/// Checks that every activation row covers `nb` super-blocks.
-fn check_rows<const R: usize>(a: &[Q8Row<'_>; R], nb: usize) {
-    for r in a {
-        assert!(r.q.len() == 256 * nb && r.sums.len() == 16 * nb && r.d.len() == nb);
-    }
-}
-
 /// Shuffle masks broadcasting i16 lane `k` of each 128-bit half over it.
 #[target_feature(enable = "avx2,f16c")]
 fn broadcast_i16_mask(lo: i8, hi: i8) -> __m256i {
@@ -71,28 +64,10 @@ fn broadcast_i16_mask(lo: i8, hi: i8) -> __m256i {
     )
 }
 
-/// The 8 scales and 8 mins of a Q4_K block from its 12 packed bytes, as
-/// two little-endian u64 of one byte each (the rule in `q4_k::scale_min`,
-/// applied to four bytes at a time).
-#[inline(always)]
-fn q4_k_scales_mins(s: &[u8]) -> (u64, u64) {
-    let word = |k: usize| u32::from_le_bytes([s[4 * k], s[4 * k + 1], s[4 * k + 2], s[4 * k + 3]]);
-    let (w0, w1, w2) = (word(0), word(1), word(2));
-    let (low6, low4, top2) = (0x3F3F_3F3F, 0x0F0F_0F0F, 0x0303_0303);
-    let sc_lo = w0 & low6;
-    let mn_lo = w1 & low6;
-    let sc_hi = (w2 & low4) | (((w0 >> 6) & top2) << 4);
-    let mn_hi = ((w2 >> 4) & low4) | (((w1 >> 6) & top2) << 4);
-    (
-        u64::from(sc_lo) | (u64::from(sc_hi) << 32),
-        u64::from(mn_lo) | (u64::from(mn_hi) << 32),
-    )
-}
-
 #[target_feature(enable = "avx2,f16c")]
 fn dot_q4_k<const R: usize>(w: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R] {
     let nb = w.len() / q4_k::BLOCK_BYTES;
-    check_rows(a, nb);
+    check_k_rows(a, nb);
     let nib = _mm256_set1_epi8(0x0F);
     // Sub-block 2c lies in the low nibbles of chunk c, 2c + 1 in the high.
     let spread: [__m256i; 8] = std::array::from_fn(|j| broadcast_i16_mask(j as i8, j as i8));
@@ -102,7 +77,7 @@ fn dot_q4_k<const R: usize>(w: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R] {
     let mut lanes = RowLanes::new();
     for (b, blk) in w.chunks_exact(q4_k::BLOCK_BYTES).enumerate() {
         let (d, dmin) = f16_pair(blk);
-        let (sc, mn) = q4_k_scales_mins(&blk[4..16]);
+        let (sc, mn) = q4_k::scales_mins(&blk[4..16]);
         let sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64)));
         let mn = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(mn as i64));
         let (c0, c1) = (
@@ -153,7 +128,7 @@ fn dot_q4_k<const R: usize>(w: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R] {
 #[target_feature(enable = "avx2,f16c")]
 fn dot_q6_k<const R: usize>(w: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R] {
     let nb = w.len() / q6_k::BLOCK_BYTES;
-    check_rows(a, nb);
+    check_k_rows(a, nb);
     let (nib, top) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
     // Register i of a half covers groups 2i (low 128 bits) and 2i + 1.
     let spread: [__m256i; 4] =

@@ -18,13 +18,9 @@ use std::ops::Range;
 
 use super::{MAX_ROWS, RowsDot, fold16, lane_mask, lane_totals, tiles};
 use crate::backend::cpu::matmul::{Acts, Cols};
+use crate::backend::cpu::q32_format::{Q4_1, Q5_0, Q8_0, block_bytes};
 use crate::model::quant::{ActLayout, Q8Row, QType};
 use crate::model::tensor::Tensor;
-
-/// Stored formats, as const parameters.
-pub(super) const Q8_0: u8 = 0;
-pub(super) const Q4_1: u8 = 1;
-pub(super) const Q5_0: u8 = 2;
 
 #[target_feature(enable = "avx2,f16c")]
 pub(super) fn rows(w: &Tensor, acts: &Acts<'_>, rows: Range<usize>, dst: &mut Cols<'_>) {
@@ -45,15 +41,6 @@ impl<const F: u8> RowsDot for Format<F> {
     unsafe fn dot<const R: usize>(row: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R] {
         // SAFETY: the caller guarantees the features.
         unsafe { dot::<F, R>(row, a) }
-    }
-}
-
-/// Bytes per block of format `F`.
-pub(super) const fn block_bytes(f: u8) -> usize {
-    match f {
-        Q8_0 => 34,
-        Q4_1 => 20,
-        _ => 22,
     }
 }
 

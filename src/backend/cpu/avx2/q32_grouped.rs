@@ -15,11 +15,10 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::q32::{
-    Q4_1, Q5_0, Q8_0, add_blocks, block_bytes, block_quants, f16_fields, load_f, load_i,
-};
+use super::q32::{add_blocks, block_quants, f16_fields, load_f, load_i};
 use super::{fold16, lane_mask};
 use crate::backend::cpu::matmul::{Acts, Cols, for_act_rows};
+use crate::backend::cpu::q32_format::{Q4_1, Q5_0, Q8_0, block_bytes};
 use crate::backend::cpu::scratch::Scratch;
 use crate::model::quant::{ActLayout, Q8Row, QType};
 use crate::model::tensor::Tensor;

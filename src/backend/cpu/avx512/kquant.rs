@@ -17,7 +17,7 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use crate::backend::cpu::matmul::{Acts, Cols, RowsDot, tiles};
+use crate::backend::cpu::matmul::{Acts, Cols, RowsDot, check_k_rows, tiles};
 use crate::model::quant::lanes::BLOCK_LANES;
 use crate::model::quant::{Q8Row, QType, q4_k, q6_k};
 use crate::model::tensor::Tensor;
@@ -50,14 +50,6 @@ impl RowsDot for Q6K {
     unsafe fn dot<const R: usize>(row: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R] {
         // SAFETY: the caller guarantees the features.
         unsafe { dot_q6_k(row, a) }
-    }
-}
-
-/// Checks that every activation row covers `nb` super-blocks.
-#[inline(always)]
-fn check_rows<const R: usize>(a: &[Q8Row<'_>; R], nb: usize) {
-    for r in a {
-        assert!(r.q.len() == 256 * nb && r.sums.len() == 16 * nb && r.d.len() == nb);
     }
 }
 
@@ -217,24 +209,6 @@ impl UnitScales {
     }
 }
 
-/// The 8 scales and 8 mins of a Q4_K block from its 12 packed bytes, as
-/// two little-endian u64 of one byte each (the rule in `q4_k::scale_min`,
-/// applied to four bytes at a time).
-#[inline(always)]
-fn q4_k_scales_mins(s: &[u8]) -> (u64, u64) {
-    let word = |k: usize| u32::from_le_bytes([s[4 * k], s[4 * k + 1], s[4 * k + 2], s[4 * k + 3]]);
-    let (w0, w1, w2) = (word(0), word(1), word(2));
-    let (low6, low4, top2) = (0x3F3F_3F3F, 0x0F0F_0F0F, 0x0303_0303);
-    let sc_lo = w0 & low6;
-    let mn_lo = w1 & low6;
-    let sc_hi = (w2 & low4) | (((w0 >> 6) & top2) << 4);
-    let mn_hi = ((w2 >> 4) & low4) | (((w1 >> 6) & top2) << 4);
-    (
-        u64::from(sc_lo) | (u64::from(sc_hi) << 32),
-        u64::from(mn_lo) | (u64::from(mn_hi) << 32),
-    )
-}
-
 /// One unpacked super-block: quants for values `64j..64j + 64` in `w[j]`,
 /// the scale of each i16 product pair in `scale[j]`, and the factor of
 /// each per-16 activation sum in `corr` (as the low half of its lane).
@@ -271,7 +245,7 @@ impl Block {
 fn dot_q4_k<const R: usize>(w: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R] {
     const BB: usize = q4_k::BLOCK_BYTES;
     let nb = w.len() / BB;
-    check_rows(a, nb);
+    check_k_rows(a, nb);
     let (unit, s) = (RowLanes::<R>::UNIT, stride(R));
     let nib = _mm512_set1_epi8(0x0F);
     // i16 product k of values 64j.. belongs to sub-block 2j + k / 16; the
@@ -287,7 +261,7 @@ fn dot_q4_k<const R: usize>(w: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R] {
         for g in 0..unit.min(nb - b0) {
             let blk = &w[BB * (b0 + g)..BB * (b0 + g + 1)];
             let d_dmin = u32::from_le_bytes([blk[0], blk[1], blk[2], blk[3]]);
-            let (sc, mn) = q4_k_scales_mins(&blk[4..16]);
+            let (sc, mn) = q4_k::scales_mins(&blk[4..16]);
             // SAFETY: the quants are bytes 16..144 of the block.
             let q = unsafe {
                 let p = blk.as_ptr().add(16);
@@ -342,7 +316,7 @@ fn dot_q4_k<const R: usize>(w: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R] {
 fn dot_q6_k<const R: usize>(w: &[u8], a: &[Q8Row<'_>; R]) -> [f32; R] {
     const BB: usize = q6_k::BLOCK_BYTES;
     let nb = w.len() / BB;
-    check_rows(a, nb);
+    check_k_rows(a, nb);
     let (unit, s) = (RowLanes::<R>::UNIT, stride(R));
     let (nib, two) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x03));
     // i16 product k of values 64j.. belongs to group 4j + k / 8.
